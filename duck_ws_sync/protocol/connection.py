@@ -1,0 +1,435 @@
+"""The server side of an open WebSocket connection, without I/O.
+
+``ServerConnection`` takes the bytes a client sent (``receive_data``,
+``receive_eof``) and hands out events (``events_received``) and the bytes to
+write (``data_to_send``). The caller owns the socket, the clock and the
+locking: one lock must guard every call into a connection.
+
+States and who moves between them (RFC 6455 §7)::
+
+    OPEN --send_close--> CLOSING --receive_close--> CLOSED
+    OPEN --receive_close (answered at once)-------> CLOSED
+    OPEN, CLOSING --fail, receive_eof-------------> CLOSED
+
+In CLOSED the transport closes TCP (the server closes first, §7.1.1). In
+CLOSING it waits, with a deadline of its own, for the client's Close.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+from collections.abc import Sequence
+
+from ..exceptions import InvalidPayloadData, LocalProtocolError, PayloadTooBig, ProtocolError
+from .events import Close, Event, Message, Ping, Pong
+from .extensions import Extension
+from .frames import (
+    MAX_CONTROL_PAYLOAD,
+    Frame,
+    check_frame_size,
+    parse_close,
+    parse_header,
+    serialize_close,
+    serialize_header,
+)
+from .mask import apply_mask
+from .opcodes import OpCode, is_sendable_close_code
+
+__all__ = ["ServerConnection", "Side", "State"]
+
+
+class State(enum.IntEnum):
+    """Connection states, with Duck's values; CLOSING is ours."""
+
+    INITIATING = -1  # Duck: opening handshake in progress
+    CLOSED = 0
+    OPEN = 1
+    INITIATED = 2  # Duck: handshake done (Duck never reaches OPEN)
+    CLOSING = 3  # we sent a Close frame and wait for the peer's
+
+
+class Side(enum.Enum):
+    """Which end of the connection started the closing handshake."""
+
+    LOCAL = "local"
+    REMOTE = "remote"
+
+
+OPEN, CLOSING, CLOSED = State.OPEN, State.CLOSING, State.CLOSED
+
+# Every state change, as data: (state, what happened) -> next state. A pair
+# that is missing is something the caller may not do in that state.
+_TRANSITIONS: dict[tuple[State, str], State] = {
+    (OPEN, "send_close"): CLOSING,
+    (OPEN, "receive_close"): CLOSED,  # the Close is answered at once
+    (CLOSING, "receive_close"): CLOSED,
+    (OPEN, "fail"): CLOSED,
+    (CLOSING, "fail"): CLOSED,
+    (CLOSED, "fail"): CLOSED,
+    (OPEN, "receive_eof"): CLOSED,
+    (CLOSING, "receive_eof"): CLOSED,
+    (CLOSED, "receive_eof"): CLOSED,
+}
+
+# Opcodes of data frames that start a message, indexed by value.
+_MESSAGE_OPCODES = {OpCode.TEXT.value: OpCode.TEXT, OpCode.BINARY.value: OpCode.BINARY}
+# Frames up to this size are written as one bytes object with their header;
+# larger payloads are handed over separately, not copied.
+_JOIN_LIMIT = 4096
+
+_new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+MiB = 1024 * 1024
+
+
+class ServerConnection:
+    """A server's WebSocket connection after a successful opening handshake.
+
+    Args:
+        max_frame_size: The largest frame payload accepted, checked from the
+            header before the payload is buffered (None: no limit).
+        max_message_size: The largest message accepted after reassembly and
+            decompression (None: no limit).
+        extensions: The extensions agreed in the handshake.
+
+    Attributes:
+        state: The connection's ``State``.
+        close_initiator: Which side sent the first Close frame, if any.
+        close_sent: The Close frame we sent, if any.
+        close_received: The Close frame the peer sent, if any.
+        protocol_error: The peer's violation that made us close, if any.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int | None = MiB,
+        max_message_size: int | None = 16 * MiB,
+        extensions: Sequence[Extension] = (),
+    ) -> None:
+        self.max_frame_size = max_frame_size
+        self.max_message_size = max_message_size
+        self.extensions = list(extensions)
+        self.state = State.OPEN
+        self.close_initiator: Side | None = None
+        self.close_sent: Close | None = None
+        self.close_received: Close | None = None
+        self.protocol_error: ProtocolError | None = None
+        self._events: list[Event] = []
+        self._output: list[bytes | memoryview] = []
+        self._buffer = bytearray()
+        self._skip = 0  # bytes of an unwanted frame payload still to drop
+        # The fragmented message being received (RFC 6455 §5.4).
+        self._message_opcode: OpCode | None = None
+        self._fragments: list[bytes] = []
+        self._message_size = 0
+        self._utf8_decoder: codecs.IncrementalDecoder | None = None
+        rsv1_users = [extension for extension in self.extensions if extension.rsv1_allowed(OpCode.TEXT)]
+        self._rsv1_allowed = rsv1_users[0].rsv1_allowed if rsv1_users else None
+
+    # Reading.
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the client.
+
+        Frames are parsed as soon as they are complete; a protocol violation
+        queues the Close frame with the right code and moves to CLOSED.
+        Afterwards the buffer holds at most one incomplete frame.
+        """
+        if self.state is CLOSED:
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            del buffer[: self._parse(buffer)]
+        else:
+            consumed = self._parse(data)
+            if consumed < len(data) and self.state is not CLOSED:
+                buffer += memoryview(data)[consumed:]
+
+    def receive_eof(self) -> None:
+        """Tell the connection that the client closed TCP (or it was lost)."""
+        self._transition("receive_eof")
+        self._buffer.clear()
+
+    def events_received(self) -> list[Event]:
+        """Return the events parsed since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def _parse(self, data: bytes | bytearray | memoryview) -> int:
+        """Parse every complete frame in ``data``; return how many bytes were used."""
+        position, end = 0, len(data)
+        with memoryview(data) as view:
+            try:
+                while self.state is not CLOSED:
+                    if self._skip:
+                        dropped = min(self._skip, end - position)
+                        self._skip -= dropped
+                        position += dropped
+                        if self._skip:
+                            break
+                    header = parse_header(data, position, rsv1_allowed=self._rsv1_allowed)
+                    if header is None:
+                        break
+                    is_data = header.opcode < OpCode.CLOSE
+                    if is_data and self.state is CLOSING:
+                        # §7.1.1: after our Close, the peer's data is discarded
+                        # unread, so it is never buffered either.
+                        position += header.size
+                        self._skip = header.length
+                        continue
+                    try:
+                        check_frame_size(header.length, self.max_frame_size)
+                    except PayloadTooBig as exc:
+                        self._close_for(exc)
+                        position += header.size
+                        self._skip = header.length
+                        continue
+                    start = position + header.size
+                    stop = start + header.length
+                    if stop > end:
+                        break
+                    assert header.mask is not None  # parse_header refuses unmasked frames
+                    payload = apply_mask(view[start:stop], header.mask)
+                    position = stop
+                    if not is_data:
+                        self._receive_control_frame(header.opcode, payload)
+                        continue
+                    try:
+                        self._receive_data_frame(header.fin, header.opcode, header.rsv1, payload)
+                    except PayloadTooBig as exc:
+                        self._close_for(exc)
+            except ProtocolError as exc:
+                self.protocol_error = exc
+                self.fail(exc.close_code, str(exc))
+        return end if self.state is CLOSED else position
+
+    def _receive_data_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes) -> None:
+        # The common case, one uncompressed frame holding a whole message, is
+        # handled without the reassembly machinery.
+        if fin and opcode and self._message_opcode is None and not self.extensions:
+            if self.max_message_size is not None and len(payload) > self.max_message_size:
+                raise PayloadTooBig(f"message of {len(payload)} bytes exceeds the limit of {self.max_message_size}")
+            if opcode == OpCode.TEXT and not payload.isascii():
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidPayloadData("text message is not valid UTF-8") from None
+            self._events.append(Message(_MESSAGE_OPCODES[opcode], payload))
+            return
+
+        # §5.4: a fragmented message is a first frame then continuations,
+        # and no other data frame may come between them.
+        if opcode == OpCode.CONTINUATION:
+            if self._message_opcode is None:
+                raise ProtocolError("continuation frame without a message to continue")
+        elif self._message_opcode is not None:
+            raise ProtocolError("new data message before the fragmented message ended")
+        else:
+            self._message_opcode = _MESSAGE_OPCODES[opcode]
+            self._utf8_decoder = _new_utf8_decoder() if opcode == OpCode.TEXT else None
+
+        if self.extensions:
+            frame = Frame(opcode, fin, payload, rsv1)
+            remaining = None if self.max_message_size is None else self.max_message_size - self._message_size
+            for extension in reversed(self.extensions):
+                frame = extension.decode(frame, max_size=remaining)
+            payload = frame.payload
+
+        self._message_size += len(payload)
+        if self.max_message_size is not None and self._message_size > self.max_message_size:
+            raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
+        if self._utf8_decoder is not None:
+            # §8.1: invalid UTF-8 fails the connection at the frame where it
+            # appears; an incomplete character may continue in the next frame.
+            try:
+                self._utf8_decoder.decode(payload, fin)
+            except UnicodeDecodeError:
+                raise InvalidPayloadData("text message is not valid UTF-8") from None
+        self._fragments.append(payload)
+        if fin:
+            fragments = self._fragments
+            data = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+            self._events.append(Message(self._message_opcode, data))
+            self._reset_message()
+
+    def _receive_control_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == OpCode.CLOSE:
+            code, reason = parse_close(payload)
+            self.close_received = Close(code, reason)
+            self._events.append(self.close_received)
+            if self.state is OPEN:
+                # §5.5.1: answer with a Close echoing the status code.
+                self.close_initiator = Side.REMOTE
+                self.close_sent = Close(code, "")
+                self._write(OpCode.CLOSE, serialize_close(None if code == 1005 else code))
+            self._transition("receive_close")
+            self._reset_message()
+        elif opcode == OpCode.PING:
+            self._events.append(Ping(payload))
+            if self.state is OPEN:
+                # §5.5.2-§5.5.3: a Pong carries the Ping's payload.
+                self._write(OpCode.PONG, payload)
+        else:
+            self._events.append(Pong(payload))
+
+    def _reset_message(self) -> None:
+        self._message_opcode = None
+        self._fragments = []
+        self._message_size = 0
+        self._utf8_decoder = None
+
+    def _close_for(self, error: PayloadTooBig) -> None:
+        """Start the closing handshake because the peer sent too much.
+
+        A message over the limit is not a broken stream: the frames that
+        follow can still be read, so we close politely (1009) and wait for the
+        client's Close instead of dropping the connection.
+        """
+        self.protocol_error = error
+        self._reset_message()
+        if self.state is OPEN:
+            self.send_close(error.close_code, str(error))
+
+    # Writing.
+
+    def send_text(self, data: str | bytes, fragment_size: int | None = None) -> None:
+        """Send a text message.
+
+        Args:
+            data: The text; bytes must already be valid UTF-8.
+            fragment_size: Split the message into frames of at most this many
+                bytes (after compression); None sends one frame.
+
+        Raises:
+            LocalProtocolError: If the connection is not OPEN, or bytes are not
+                valid UTF-8.
+        """
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+        else:
+            payload = data
+            if not payload.isascii():
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise LocalProtocolError("text messages must be valid UTF-8") from None
+        self.send_message(OpCode.TEXT, payload, fragment_size)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
+        """Send a binary message (see ``send_text`` for the arguments)."""
+        self.send_message(OpCode.BINARY, data, fragment_size)
+
+    def send_message(
+        self, opcode: OpCode, payload: bytes | bytearray | memoryview, fragment_size: int | None = None
+    ) -> None:
+        """Send a text or binary message, compressed if an extension was agreed.
+
+        Raises:
+            LocalProtocolError: If the connection is not OPEN (after a Close,
+                no data frame may be sent, RFC 6455 §5.5.1).
+            ValueError: If ``fragment_size`` is not positive.
+        """
+        self._check_open("send a data message")
+        if fragment_size is not None and fragment_size < 1:
+            raise ValueError("fragment_size must be positive")
+        rsv1 = False
+        if self.extensions:
+            frame = Frame(opcode, True, bytes(payload))
+            for extension in self.extensions:
+                frame = extension.encode(frame)
+            payload, rsv1 = frame.payload, frame.rsv1
+        length = len(payload)
+        if fragment_size is None or length <= fragment_size:
+            self._write(opcode, payload, True, rsv1)
+            return
+        # RFC 7692 §6.1: only the first frame of a compressed message has RSV1.
+        view = memoryview(payload)
+        for start in range(0, length, fragment_size):
+            stop = start + fragment_size
+            first = start == 0
+            self._write(opcode if first else OpCode.CONTINUATION, view[start:stop], stop >= length, rsv1 and first)
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Send a Ping frame.
+
+        Raises:
+            LocalProtocolError: If the connection is not OPEN or the payload is
+                over 125 bytes.
+        """
+        self._send_control(OpCode.PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> None:
+        """Send an unsolicited Pong frame (a heartbeat that expects no answer)."""
+        self._send_control(OpCode.PONG, payload)
+
+    def send_close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 §7.1.2).
+
+        After this, no data can be sent and the client's data is discarded
+        until its Close arrives; the caller closes TCP then, or at a deadline.
+
+        Args:
+            code: The close code, or None to send a Close without one. 1005,
+                1006 and 1015 are for reporting only and cannot be sent.
+            reason: A reason, cut to 123 bytes of UTF-8 if longer.
+
+        Raises:
+            LocalProtocolError: If a Close was sent or received already, or
+                the code may not be sent.
+        """
+        if code is not None and not is_sendable_close_code(code):
+            raise LocalProtocolError(f"close code {code} cannot be sent")
+        self._transition("send_close")
+        self.close_initiator = Side.LOCAL
+        self.close_sent = Close(1005 if code is None else code, reason)
+        self._write(OpCode.CLOSE, serialize_close(code, reason))
+
+    def fail(self, code: int = 1011, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a Close if still OPEN, then CLOSED.
+
+        Used for protocol errors (1002, 1007) and by the caller for its own
+        failures, such as an internal error (1011). Further input is ignored.
+        """
+        if self.state is OPEN:
+            self.close_initiator = Side.LOCAL
+            self.close_sent = Close(code, reason)
+            self._write(OpCode.CLOSE, serialize_close(code, reason))
+        self._transition("fail")
+
+    def data_to_send(self) -> list[bytes | memoryview]:
+        """Return the bytes to write, in order, since the last call."""
+        output, self._output = self._output, []
+        return output
+
+    def _send_control(self, opcode: OpCode, payload: bytes) -> None:
+        self._check_open(f"send a {opcode.name.lower()}")
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError("control frame payloads are limited to 125 bytes")
+        self._write(opcode, payload)
+
+    def _write(
+        self, opcode: int, payload: bytes | bytearray | memoryview, fin: bool = True, rsv1: bool = False
+    ) -> None:
+        header = serialize_header(opcode, len(payload), fin, rsv1)
+        if len(payload) <= _JOIN_LIMIT:
+            self._output.append(header + payload)
+        else:
+            self._output.append(header)
+            self._output.append(payload if isinstance(payload, bytes | memoryview) else bytes(payload))
+
+    # State.
+
+    def _check_open(self, action: str) -> None:
+        if self.state is not OPEN:
+            raise LocalProtocolError(f"cannot {action}: the connection is {self.state.name}")
+
+    def _transition(self, happened: str) -> None:
+        try:
+            self.state = _TRANSITIONS[self.state, happened]
+        except KeyError:
+            raise LocalProtocolError(
+                f"cannot {happened.replace('_', ' ')}: the connection is {self.state.name}"
+            ) from None
