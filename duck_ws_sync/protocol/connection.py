@@ -83,6 +83,17 @@ _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 MiB = 1024 * 1024
 
 
+def _is_surrogate_prefix(pending: bytes) -> bool:
+    """Tell whether the bytes a UTF-8 decoder holds back start a surrogate.
+
+    CPython's incremental decoder rejects every impossible prefix at once
+    except ED A0-ED BF, the start of an encoded surrogate, which it keeps
+    until the character is complete. RFC 3629 forbids surrogates, so such a
+    prefix can never become valid.
+    """
+    return len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0
+
+
 class ServerConnection:
     """A server's WebSocket connection after a successful opening handshake.
 
@@ -248,6 +259,8 @@ class ServerConnection:
                 self._utf8_decoder.decode(payload, fin)
             except UnicodeDecodeError:
                 raise InvalidPayloadData("text message is not valid UTF-8") from None
+            if not fin and _is_surrogate_prefix(self._utf8_decoder.getstate()[0]):
+                raise InvalidPayloadData("text message is not valid UTF-8")
         self._fragments.append(payload)
         if fin:
             fragments = self._fragments

@@ -1,0 +1,498 @@
+"""ServerConnection against RFC 6455: bytes in, events and bytes out, grouped by section."""
+
+from __future__ import annotations
+
+import pytest
+
+from duck_ws_sync.exceptions import LocalProtocolError, ProtocolError
+from duck_ws_sync.protocol import Close, Message, OpCode, Ping, Pong, ServerConnection, Side, State
+from tests.helpers import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    close_frame,
+    feed,
+    frame,
+    parse_server_frames,
+    sent,
+    server_close,
+    server_frame,
+)
+
+
+def failed_with(connection: ServerConnection, code: int) -> bool:
+    """The connection sent exactly a Close with ``code`` and is CLOSED."""
+    output = sent(connection)
+    frames = parse_server_frames(output)
+    return (
+        connection.state is State.CLOSED
+        and frames[-1][2] == CLOSE
+        and frames[-1][3][:2] == code.to_bytes(2, "big")
+        and connection.close_initiator is Side.LOCAL
+    )
+
+
+# RFC 6455 §5.1: masking requirements.
+
+
+class TestMasking:
+    def test_masked_frame_is_unmasked(self):
+        connection = ServerConnection()
+        assert feed(connection, frame(TEXT, b"Hello")) == [Message(OpCode.TEXT, b"Hello")]
+
+    def test_unmasked_client_frame_fails_1002(self):
+        connection = ServerConnection()
+        assert feed(connection, frame(TEXT, b"Hello", mask=None)) == []
+        assert failed_with(connection, 1002)
+        assert isinstance(connection.protocol_error, ProtocolError)
+
+    def test_server_frames_are_not_masked(self):
+        connection = ServerConnection()
+        connection.send_text("Hello")
+        assert sent(connection) == b"\x81\x05Hello"  # RFC 6455 §5.7 example
+
+
+# RFC 6455 §5.2: base framing.
+
+
+class TestBaseFraming:
+    @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+    def test_payload_lengths_of_every_encoding(self, size):
+        connection = ServerConnection()
+        payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        assert feed(connection, frame(BINARY, payload)) == [Message(OpCode.BINARY, payload)]
+
+    @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+    def test_server_uses_the_shortest_length_encoding(self, size):
+        connection = ServerConnection()
+        connection.send_binary(b"x" * size)
+        assert sent(connection) == server_frame(BINARY, b"x" * size)
+
+    @pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
+    def test_reserved_opcode_fails_1002(self, opcode):
+        connection = ServerConnection()
+        feed(connection, frame(opcode, b"x"))
+        assert failed_with(connection, 1002)
+
+    @pytest.mark.parametrize("bit", ["rsv1", "rsv2", "rsv3"])
+    def test_reserved_bit_without_extension_fails_1002(self, bit):
+        connection = ServerConnection()
+        feed(connection, frame(TEXT, b"x", **{bit: True}))
+        assert failed_with(connection, 1002)
+
+    def test_length_with_most_significant_bit_set_fails_1002(self):
+        connection = ServerConnection(max_frame_size=None)
+        header = bytes([0x82, 0xFF]) + (1 << 63).to_bytes(8, "big") + b"\x00" * 4
+        feed(connection, header)
+        assert failed_with(connection, 1002)
+
+    def test_frame_split_at_every_byte_is_reassembled(self):
+        data = frame(TEXT, b"split me") + frame(BINARY, b"\x00" * 300)
+        connection = ServerConnection()
+        events = feed(connection, *[data[index : index + 1] for index in range(len(data))])
+        assert events == [Message(OpCode.TEXT, b"split me"), Message(OpCode.BINARY, b"\x00" * 300)]
+
+    def test_many_frames_in_one_chunk(self):
+        connection = ServerConnection()
+        events = feed(connection, b"".join(frame(TEXT, str(index).encode()) for index in range(1000)))
+        assert [event.data for event in events] == [str(index).encode() for index in range(1000)]
+
+    def test_memoryview_input_is_accepted(self):
+        connection = ServerConnection()
+        data = frame(TEXT, b"view") + frame(TEXT, b"partial")[:3]
+        assert feed(connection, memoryview(data)) == [Message(OpCode.TEXT, b"view")]
+        assert feed(connection, frame(TEXT, b"partial")[3:]) == [Message(OpCode.TEXT, b"partial")]
+
+
+# RFC 6455 §5.4: fragmentation.
+
+
+class TestFragmentation:
+    def test_fragmented_text_is_reassembled(self):
+        connection = ServerConnection()
+        events = feed(
+            connection,
+            frame(TEXT, b"Hel", fin=False),
+            frame(CONTINUATION, b"lo, ", fin=False),
+            frame(CONTINUATION, b"world"),
+        )
+        assert events == [Message(OpCode.TEXT, b"Hello, world")]
+
+    def test_empty_fragments_are_allowed(self):
+        connection = ServerConnection()
+        events = feed(connection, frame(BINARY, b"", fin=False), frame(CONTINUATION, b""), frame(TEXT, b""))
+        assert events == [Message(OpCode.BINARY, b""), Message(OpCode.TEXT, b"")]
+
+    def test_control_frames_may_interleave_fragments(self):
+        connection = ServerConnection()
+        events = feed(
+            connection,
+            frame(TEXT, b"frag", fin=False),
+            frame(PING, b"p"),
+            frame(PONG, b"q"),
+            frame(CONTINUATION, b"ment"),
+        )
+        assert events == [Ping(b"p"), Pong(b"q"), Message(OpCode.TEXT, b"fragment")]
+        assert sent(connection) == server_frame(PONG, b"p")
+
+    def test_continuation_without_a_message_fails_1002(self):
+        connection = ServerConnection()
+        feed(connection, frame(CONTINUATION, b"orphan"))
+        assert failed_with(connection, 1002)
+
+    def test_new_data_frame_inside_a_fragmented_message_fails_1002(self):
+        connection = ServerConnection()
+        events = feed(connection, frame(TEXT, b"one", fin=False), frame(TEXT, b"two"))
+        assert events == []
+        assert failed_with(connection, 1002)
+
+    def test_unfinished_text_start_does_not_replace_the_message(self):
+        connection = ServerConnection()
+        feed(connection, frame(BINARY, b"one", fin=False), frame(TEXT, b"two", fin=False))
+        assert failed_with(connection, 1002)
+
+    def test_fragmented_control_frame_fails_1002(self):
+        connection = ServerConnection()
+        feed(connection, frame(PING, b"x", fin=False))
+        assert failed_with(connection, 1002)
+
+
+# RFC 6455 §5.5: control frames.
+
+
+class TestControlFrames:
+    def test_ping_is_answered_with_pong_of_same_payload(self):
+        connection = ServerConnection()
+        assert feed(connection, frame(PING, b"heartbeat")) == [Ping(b"heartbeat")]
+        assert sent(connection) == server_frame(PONG, b"heartbeat")
+
+    def test_ping_of_125_bytes_is_allowed(self):
+        connection = ServerConnection()
+        assert feed(connection, frame(PING, b"x" * 125)) == [Ping(b"x" * 125)]
+
+    @pytest.mark.parametrize("opcode", [PING, PONG, CLOSE])
+    def test_control_frame_over_125_bytes_fails_1002(self, opcode):
+        connection = ServerConnection()
+        feed(connection, frame(opcode, b"\x03\xe8" + b"x" * 124))
+        assert failed_with(connection, 1002)
+
+    def test_unsolicited_pong_is_reported_and_not_answered(self):
+        connection = ServerConnection()
+        assert feed(connection, frame(PONG, b"beat")) == [Pong(b"beat")]
+        assert sent(connection) == b""
+
+    def test_send_ping_and_pong(self):
+        connection = ServerConnection()
+        connection.send_ping(b"abc")
+        connection.send_pong()
+        assert sent(connection) == server_frame(PING, b"abc") + server_frame(PONG)
+
+    def test_sending_a_control_payload_over_125_bytes_is_refused(self):
+        connection = ServerConnection()
+        with pytest.raises(LocalProtocolError):
+            connection.send_ping(b"x" * 126)
+
+
+# RFC 6455 §5.6 and §8.1: text must be UTF-8.
+
+
+class TestUtf8:
+    def test_valid_multibyte_text(self):
+        connection = ServerConnection()
+        text = "κόσμε 🦆".encode()
+        assert feed(connection, frame(TEXT, text)) == [Message(OpCode.TEXT, text)]
+        assert Message(OpCode.TEXT, text).text == "κόσμε 🦆"
+
+    @pytest.mark.parametrize("payload", [b"\xff", b"\xed\xa0\x80", b"ok\xc0\xaf", b"\xf4\x90\x80\x80", b"\xce"])
+    def test_invalid_text_fails_1007(self, payload):
+        connection = ServerConnection()
+        assert feed(connection, frame(TEXT, payload)) == []
+        assert failed_with(connection, 1007)
+
+    def test_binary_is_not_validated(self):
+        connection = ServerConnection()
+        assert feed(connection, frame(BINARY, b"\xff\xfe")) == [Message(OpCode.BINARY, b"\xff\xfe")]
+
+    def test_character_split_across_fragments_is_valid(self):
+        connection = ServerConnection()
+        duck = "🦆".encode()
+        events = feed(connection, frame(TEXT, duck[:1], fin=False), frame(CONTINUATION, duck[1:3], fin=False))
+        assert events == []
+        assert feed(connection, frame(CONTINUATION, duck[3:])) == [Message(OpCode.TEXT, duck)]
+
+    def test_invalid_sequence_fails_at_the_frame_where_it_appears(self):
+        # The first fragment is already impossible to complete: fail without
+        # waiting for the rest of the message (RFC 6455 §8.1 "fail fast").
+        connection = ServerConnection()
+        feed(connection, frame(TEXT, b"valid \xed\xa0", fin=False))
+        assert failed_with(connection, 1007)
+
+    def test_incomplete_character_at_the_end_of_the_message_fails_1007(self):
+        connection = ServerConnection()
+        feed(connection, frame(TEXT, b"abc", fin=False), frame(CONTINUATION, "é".encode()[:1]))
+        assert failed_with(connection, 1007)
+
+    def test_send_text_accepts_str_and_valid_bytes(self):
+        connection = ServerConnection()
+        connection.send_text("é")
+        connection.send_text("é".encode())
+        connection.send_text(b"ascii")
+        assert sent(connection) == server_frame(TEXT, "é".encode()) * 2 + server_frame(TEXT, b"ascii")
+
+    def test_send_text_refuses_invalid_bytes(self):
+        connection = ServerConnection()
+        with pytest.raises(LocalProtocolError):
+            connection.send_text(b"\xff")
+
+
+# RFC 6455 §10.4: implementation limits.
+
+
+class TestLimits:
+    def test_frame_over_limit_is_refused_from_its_header(self):
+        # Only the header arrives: the 1009 goes out before any payload is buffered.
+        connection = ServerConnection(max_frame_size=1024)
+        header = frame(BINARY, b"", length=10_000_000)[:14]
+        feed(connection, header)
+        assert parse_server_frames(sent(connection))[-1][3][:2] == (1009).to_bytes(2, "big")
+        assert connection.state is State.CLOSING
+        assert len(connection._buffer) == 0
+
+    def test_oversized_frame_payload_is_skipped_and_the_close_handshake_completes(self):
+        connection = ServerConnection(max_frame_size=1024)
+        events = feed(connection, frame(BINARY, b"x" * 5000)[:3000])
+        assert events == []
+        assert sent(connection) == server_close(1009, b"frame of 5000 bytes exceeds the limit of 1024 bytes")
+        assert connection.state is State.CLOSING
+        events = feed(connection, frame(BINARY, b"x" * 5000)[3000:] + frame(TEXT, b"dropped") + close_frame(1000))
+        assert events == [Close(1000, "")]
+        assert connection.state is State.CLOSED
+        assert connection.close_initiator is Side.LOCAL
+        assert sent(connection) == b""
+
+    def test_message_limit_applies_across_fragments(self):
+        connection = ServerConnection(max_frame_size=100, max_message_size=250)
+        events = feed(connection, *[frame(BINARY if i == 0 else CONTINUATION, b"y" * 100, fin=False) for i in range(3)])
+        assert events == []
+        frames = parse_server_frames(sent(connection))
+        assert frames[0][2] == CLOSE
+        assert frames[0][3][:2] == (1009).to_bytes(2, "big")
+        assert connection._fragments == []
+
+    def test_single_frame_message_over_message_limit_fails_1009(self):
+        connection = ServerConnection(max_frame_size=None, max_message_size=10)
+        feed(connection, frame(TEXT, b"x" * 11))
+        assert parse_server_frames(sent(connection))[0][3][:2] == (1009).to_bytes(2, "big")
+
+    def test_message_exactly_at_the_limits_is_accepted(self):
+        connection = ServerConnection(max_frame_size=10, max_message_size=20)
+        events = feed(connection, frame(TEXT, b"a" * 10, fin=False), frame(CONTINUATION, b"b" * 10))
+        assert events == [Message(OpCode.TEXT, b"a" * 10 + b"b" * 10)]
+
+    def test_no_limits(self):
+        connection = ServerConnection(max_frame_size=None, max_message_size=None)
+        events = feed(connection, frame(TEXT, b"a", fin=False), frame(CONTINUATION, b"b"))
+        assert events == [Message(OpCode.TEXT, b"ab")]
+
+
+# RFC 6455 §5.5.1 and §7: the closing handshake.
+
+
+class TestClosingHandshake:
+    def test_client_close_is_echoed_with_the_same_code(self):
+        connection = ServerConnection()
+        assert feed(connection, close_frame(1001, b"going")) == [Close(1001, "going")]
+        assert sent(connection) == server_close(1001)
+        assert connection.state is State.CLOSED
+        assert connection.close_initiator is Side.REMOTE
+        assert connection.close_received == Close(1001, "going")
+        assert connection.close_sent == Close(1001, "")
+
+    def test_client_close_without_code_is_echoed_without_code(self):
+        connection = ServerConnection()
+        assert feed(connection, close_frame(None)) == [Close(1005, "")]
+        assert sent(connection) == server_close(None)
+
+    @pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, *range(1007, 1015), 3000, 3999, 4000, 4999])
+    def test_valid_close_codes_are_accepted(self, code):
+        connection = ServerConnection()
+        assert feed(connection, close_frame(code)) == [Close(code, "")]
+        assert sent(connection) == server_close(code)
+
+    @pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535])
+    def test_invalid_close_codes_fail_1002(self, code):
+        connection = ServerConnection()
+        assert feed(connection, close_frame(code)) == []
+        assert failed_with(connection, 1002)
+
+    def test_one_byte_close_payload_fails_1002(self):
+        connection = ServerConnection()
+        feed(connection, frame(CLOSE, b"\x03"))
+        assert failed_with(connection, 1002)
+
+    def test_close_reason_not_utf8_fails_1007(self):
+        connection = ServerConnection()
+        feed(connection, close_frame(1000, b"\xff"))
+        assert failed_with(connection, 1007)
+
+    def test_nothing_is_read_after_the_clients_close(self):
+        connection = ServerConnection()
+        events = feed(connection, close_frame(1000) + frame(TEXT, b"late"))
+        assert events == [Close(1000, "")]
+        assert feed(connection, frame(TEXT, b"later")) == []
+
+    def test_server_close_then_client_close(self):
+        connection = ServerConnection()
+        connection.send_close(1000, "bye")
+        assert sent(connection) == server_close(1000, b"bye")
+        assert connection.state is State.CLOSING
+        assert connection.close_initiator is Side.LOCAL
+        events = feed(connection, frame(TEXT, b"discarded"), frame(PING, b"x"), close_frame(1000))
+        assert events == [Ping(b"x"), Close(1000, "")]
+        assert sent(connection) == b""  # no pong and no second Close once ours is sent
+        assert connection.state is State.CLOSED
+
+    def test_data_is_discarded_while_closing_even_when_fragmented(self):
+        connection = ServerConnection(max_frame_size=10)
+        connection.send_close()
+        sent(connection)
+        events = feed(connection, frame(TEXT, b"a" * 100, fin=False), frame(CONTINUATION, b"\xff"), close_frame(1000))
+        assert events == [Close(1000, "")]
+
+    def test_no_data_after_our_close(self):
+        connection = ServerConnection()
+        connection.send_close()
+        for attempt in (connection.send_text, connection.send_binary):
+            with pytest.raises(LocalProtocolError):
+                attempt(b"x")
+        with pytest.raises(LocalProtocolError):
+            connection.send_ping()
+
+    def test_no_second_close(self):
+        connection = ServerConnection()
+        connection.send_close()
+        with pytest.raises(LocalProtocolError):
+            connection.send_close()
+
+    @pytest.mark.parametrize("code", [1005, 1006, 1015, 999, 2000, 5000])
+    def test_unsendable_close_codes_are_refused(self, code):
+        connection = ServerConnection()
+        with pytest.raises(LocalProtocolError):
+            connection.send_close(code)
+        assert connection.state is State.OPEN
+
+    def test_close_without_code(self):
+        connection = ServerConnection()
+        connection.send_close(None)
+        assert sent(connection) == server_close(None)
+        assert connection.close_sent == Close(1005, "")
+
+    def test_long_reason_is_cut_on_a_character_boundary(self):
+        connection = ServerConnection()
+        connection.send_close(1000, "é" * 100)  # 200 bytes of UTF-8
+        payload = parse_server_frames(sent(connection))[0][3]
+        assert len(payload) == 2 + 122
+        assert payload[2:].decode() == "é" * 61
+
+    def test_eof_closes_abnormally(self):
+        connection = ServerConnection()
+        feed(connection, frame(TEXT, b"partial")[:4])
+        connection.receive_eof()
+        assert connection.state is State.CLOSED
+        assert connection.close_received is None
+        assert len(connection._buffer) == 0
+
+    def test_eof_while_closing_and_after_close(self):
+        connection = ServerConnection()
+        connection.send_close()
+        connection.receive_eof()
+        assert connection.state is State.CLOSED
+        connection.receive_eof()
+        assert connection.state is State.CLOSED
+
+
+# RFC 6455 §7.1.7: failing the connection.
+
+
+class TestFailing:
+    def test_fail_sends_the_code_then_closed(self):
+        connection = ServerConnection()
+        connection.fail(1011, "internal error")
+        assert sent(connection) == server_close(1011, b"internal error")
+        assert connection.state is State.CLOSED
+        assert connection.close_initiator is Side.LOCAL
+
+    def test_fail_while_closing_sends_nothing_more(self):
+        connection = ServerConnection()
+        connection.send_close()
+        sent(connection)
+        connection.fail(1011)
+        assert sent(connection) == b""
+        assert connection.state is State.CLOSED
+        connection.fail(1011)
+        assert connection.state is State.CLOSED
+
+    def test_input_after_failure_is_ignored(self):
+        connection = ServerConnection()
+        feed(connection, frame(TEXT, b"x", mask=None) + frame(TEXT, b"y"))
+        assert failed_with(connection, 1002)
+        assert feed(connection, frame(TEXT, b"z")) == []
+        assert sent(connection) == b""
+
+    def test_protocol_error_after_our_close_closes_without_a_second_close(self):
+        connection = ServerConnection()
+        connection.send_close()
+        sent(connection)
+        feed(connection, frame(0x3, b""))
+        assert connection.state is State.CLOSED
+        assert sent(connection) == b""
+
+    def test_events_before_the_violation_are_kept(self):
+        connection = ServerConnection()
+        events = feed(connection, frame(TEXT, b"good") + frame(TEXT, b"bad", mask=None))
+        assert events == [Message(OpCode.TEXT, b"good")]
+
+
+# Sending messages.
+
+
+class TestSending:
+    def test_fragment_size_splits_messages(self):
+        connection = ServerConnection()
+        connection.send_binary(b"abcdefghij", fragment_size=4)
+        assert parse_server_frames(sent(connection)) == [
+            (False, False, BINARY, b"abcd"),
+            (False, False, CONTINUATION, b"efgh"),
+            (True, False, CONTINUATION, b"ij"),
+        ]
+
+    def test_fragment_size_at_least_the_message_sends_one_frame(self):
+        connection = ServerConnection()
+        connection.send_text("abc", fragment_size=3)
+        assert sent(connection) == server_frame(TEXT, b"abc")
+
+    def test_fragment_size_must_be_positive(self):
+        with pytest.raises(ValueError):
+            ServerConnection().send_text("x", fragment_size=0)
+
+    def test_large_payloads_are_handed_over_without_copying(self):
+        connection = ServerConnection()
+        payload = b"z" * 100_000
+        connection.send_binary(payload)
+        header, body = connection.data_to_send()
+        assert body is payload
+        assert header == server_frame(BINARY, payload)[:10]
+
+    def test_large_bytearray_payload(self):
+        connection = ServerConnection()
+        connection.send_binary(bytearray(b"q" * 5000))
+        assert sent(connection) == server_frame(BINARY, b"q" * 5000)
+
+    def test_data_to_send_is_emptied(self):
+        connection = ServerConnection()
+        connection.send_text("once")
+        assert connection.data_to_send()
+        assert connection.data_to_send() == []
