@@ -28,7 +28,7 @@ from tests.helpers import (
 def close_code_sent(connection: ServerConnection) -> int:
     frames = parse_server_frames(sent(connection))
     assert frames, "no frame was sent"
-    fin, rsv1, opcode, payload = frames[-1]
+    _fin, _rsv1, opcode, payload = frames[-1]
     assert opcode == CLOSE
     return int.from_bytes(payload[:2], "big")
 
