@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -166,22 +166,32 @@ def origin_allowed(origin: str, host: str, allowed: Sequence[OriginPattern] | No
     """
     if allowed is None:
         return _same_origin(origin, host)
-    candidate = origin.lower()
     for pattern in allowed:
-        if isinstance(pattern, re.Pattern):
-            if pattern.fullmatch(origin):
-                return True
-        elif fnmatch.fnmatchcase(candidate, pattern.lower()):
+        compiled = pattern if isinstance(pattern, re.Pattern) else _glob(pattern)
+        if compiled.fullmatch(origin):
             return True
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """Compile an origin glob: ``*`` and ``?`` are the only wildcards.
+
+    Brackets stay literal, unlike ``fnmatch``, so ``http://[::1]:8000`` is an
+    exact IPv6 origin rather than a character class.
+    """
+    translated = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.compile(translated, re.IGNORECASE)
 
 
 def _same_origin(origin: str, host: str) -> bool:
     try:
         parts = urlsplit(origin)
-        origin_port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        default_port = _DEFAULT_PORTS.get(parts.scheme.lower())
+        origin_port = parts.port or default_port
         host_parts = urlsplit("//" + host)
-        host_port = host_parts.port or origin_port
+        # Host names no port when it is the default one of the page's scheme.
+        host_port = host_parts.port or default_port
     except ValueError:  # an invalid port number
         return False
     return bool(parts.hostname) and parts.hostname == host_parts.hostname and origin_port == host_port
