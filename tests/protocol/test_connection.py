@@ -292,6 +292,14 @@ class TestLimits:
         events = feed(connection, frame(TEXT, b"a" * 10, fin=False), frame(CONTINUATION, b"b" * 10))
         assert events == [Message(OpCode.TEXT, b"a" * 10 + b"b" * 10)]
 
+    def test_control_frame_over_a_tiny_frame_limit_while_closing_sends_no_second_close(self):
+        connection = ServerConnection(max_frame_size=4)
+        connection.send_close()
+        sent(connection)
+        assert feed(connection, frame(PING, b"12345"), close_frame(1000)) == [Close(1000, "")]
+        assert sent(connection) == b""
+        assert connection.state is State.CLOSED
+
     def test_no_limits(self):
         connection = ServerConnection(max_frame_size=None, max_message_size=None)
         events = feed(connection, frame(TEXT, b"a", fin=False), frame(CONTINUATION, b"b"))
