@@ -188,13 +188,18 @@ def _same_origin(origin: str, host: str) -> bool:
     try:
         parts = urlsplit(origin)
         default_port = _DEFAULT_PORTS.get(parts.scheme.lower())
-        origin_port = parts.port or default_port
+        origin_port = default_port if parts.port is None else parts.port
         host_parts = urlsplit("//" + host)
         # Host names no port when it is the default one of the page's scheme.
-        host_port = host_parts.port or default_port
+        host_port = default_port if host_parts.port is None else host_parts.port
     except ValueError:  # an invalid port number
         return False
-    return bool(parts.hostname) and parts.hostname == host_parts.hostname and origin_port == host_port
+    return (
+        bool(parts.hostname)
+        and origin_port is not None  # an unknown scheme without a port is no web origin
+        and parts.hostname == host_parts.hostname
+        and origin_port == host_port
+    )
 
 
 class ServerHandshake:
@@ -228,11 +233,12 @@ class ServerHandshake:
         try:
             key = self.validate(request)
             subprotocol = self.select_subprotocol(request.headers)
-            extensions = negotiate_extensions(
-                parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions")), self.extensions
-            )
-        except HeaderFormatError as exc:
-            return self.reject(InvalidHandshake(400, f"Malformed Sec-WebSocket-Extensions header: {exc}"))
+            extensions: list[Extension] = []
+            if self.extensions:  # without extensions of our own, the offers do not matter
+                offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
+                extensions = negotiate_extensions(offers, self.extensions)
+        except HeaderFormatError:
+            return self.reject(InvalidHandshake(400, "Malformed Sec-WebSocket-Extensions header"))
         except InvalidHandshake as exc:
             return self.reject(exc)
         headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_key(key))]
@@ -275,7 +281,7 @@ class ServerHandshake:
         versions = headers.get_all("Sec-WebSocket-Version")
         if versions != ["13"]:
             # §4.4: answer with the versions we speak.
-            version = ", ".join(versions) or "none"
+            version = _shorten(", ".join(versions)) or "none"
             raise InvalidHandshake(
                 426,
                 f"Unsupported WebSocket version {version}; this server speaks 13",
@@ -288,13 +294,18 @@ class ServerHandshake:
         if len(origins) > 1:
             raise InvalidHandshake(400, "More than one Origin header")
         if origins and not origin_allowed(origins[0], hosts[0].strip(), self.allowed_origins):
-            raise InvalidHandshake(403, f"Origin {origins[0]} is not allowed")
+            raise InvalidHandshake(403, f"Origin {_shorten(origins[0])} is not allowed")
         return keys[0]
 
     def select_subprotocol(self, headers: Headers) -> str | None:
         """Pick the first of our subprotocols that the client offers (RFC 6455 §4.2.2)."""
         offered = split_list(headers.get_all("Sec-WebSocket-Protocol"))
         return next((protocol for protocol in self.subprotocols if protocol in offered), None)
+
+
+def _shorten(value: str, limit: int = 80) -> str:
+    """Cut a client's header value quoted in a rejection, to keep the reason short."""
+    return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
 def _is_valid_key(key: str) -> bool:
