@@ -177,7 +177,9 @@ class PerMessageDeflate(Extension):
             self.name,
             client_no_context_takeover=self.client_no_context_takeover or "client_no_context_takeover" in offered,
             server_no_context_takeover=self.server_no_context_takeover or "server_no_context_takeover" in offered,
-            client_max_window_bits=client_bits,
+            # A client may be asked for 8 bits, but zlib inflates raw deflate
+            # from 9 up; a larger window reads a smaller one.
+            client_max_window_bits=max(client_bits, 9),
             server_max_window_bits=server_bits,
             compress_level=self.compress_level,
             mem_level=self.mem_level,
@@ -224,9 +226,8 @@ class PerMessageDeflate(Extension):
         assert self._compressor is not None
         data = self._compressor.compress(frame.payload)
         if frame.fin:
-            data += self._compressor.flush(zlib.Z_SYNC_FLUSH)
-            if data.endswith(_TAIL):
-                data = data[:-4]
+            # A sync flush always ends with the 4-byte tail (§7.2.1).
+            data = (data + self._compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
             self._encoding = False
         return Frame(frame.opcode, frame.fin, data, rsv1=frame.opcode != OpCode.CONTINUATION)
 
@@ -252,9 +253,7 @@ class PerMessageDeflate(Extension):
         if not self._decoding:
             return frame
         if self._decompressor is None:
-            # A decoder with a larger window reads any smaller window, and zlib
-            # cannot inflate raw deflate with a window of 8 bits.
-            self._decompressor = zlib.decompressobj(-max(self.client_max_window_bits, 9))
+            self._decompressor = zlib.decompressobj(-self.client_max_window_bits)
         data = self._inflate(frame.payload, max_size)
         if frame.fin:
             if not self._decompressor.eof:
