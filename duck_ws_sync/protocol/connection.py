@@ -348,9 +348,13 @@ class ServerConnection:
         self._check_open("send a data message")
         if fragment_size is not None and fragment_size < 1:
             raise ValueError("fragment_size must be positive")
+        if not isinstance(payload, bytes):
+            # The message is what the buffer holds now, whatever the caller
+            # does with its buffer before the bytes are written.
+            payload = bytes(payload)
         rsv1 = False
         if self.extensions:
-            frame = Frame(opcode, True, bytes(payload))
+            frame = Frame(opcode, True, payload)
             for extension in self.extensions:
                 frame = extension.encode(frame)
             payload, rsv1 = frame.payload, frame.rsv1
@@ -423,15 +427,14 @@ class ServerConnection:
             raise LocalProtocolError("control frame payloads are limited to 125 bytes")
         self._write(opcode, payload)
 
-    def _write(
-        self, opcode: int, payload: bytes | bytearray | memoryview, fin: bool = True, rsv1: bool = False
-    ) -> None:
+    def _write(self, opcode: int, payload: bytes | memoryview, fin: bool = True, rsv1: bool = False) -> None:
+        # ``payload`` is immutable: bytes, or a view of bytes.
         header = serialize_header(opcode, len(payload), fin, rsv1)
         if len(payload) <= _JOIN_LIMIT:
             self._output.append(header + payload)
         else:
             self._output.append(header)
-            self._output.append(payload if isinstance(payload, bytes | memoryview) else bytes(payload))
+            self._output.append(payload)
 
     # State.
 
