@@ -8,8 +8,10 @@ itself.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from duck_ws_sync.protocol import Close, Message, Ping, Pong, ServerConnection
+from duck_ws_sync.protocol import Close, Frame, Message, Ping, Pong, ServerConnection
 
 MASK = b"\x37\xfa\x21\x3d"
 
@@ -97,3 +99,45 @@ def parse_server_frames(data: bytes) -> list[tuple[bool, bool, int, bytes]]:
         frames.append((bool(first & 0x80), bool(first & 0x40), first & 0x0F, data[position : position + length]))
         position += length
     return frames
+
+
+def close_code_sent(connection: ServerConnection) -> int:
+    """The code of the Close frame that ends the connection's output."""
+    frames = parse_server_frames(sent(connection))
+    assert frames, "no frame was sent"
+    _fin, _rsv1, opcode, payload = frames[-1]
+    assert opcode == CLOSE
+    return int.from_bytes(payload[:2], "big")
+
+
+class EndOfData(Exception):
+    """The bytes ran out before ``read_exact`` could return."""
+
+
+def bytes_reader(data: bytes) -> Callable[[int], Coroutine[Any, Any, bytes]]:
+    """An async ``read_exact`` over ``data`` that never waits."""
+    position = 0
+
+    async def read_exact(size: int) -> bytes:
+        nonlocal position
+        if size > len(data) - position:
+            raise EndOfData
+        position += size
+        return data[position - size : position]
+
+    return read_exact
+
+
+def run_without_waiting(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (its reads are all in memory)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise AssertionError("the coroutine waited for something")
+
+
+def parse_frame(data: bytes, **kwargs: Any) -> Frame:
+    """Run Duck's async ``Frame.parse`` over ``data``."""
+    return run_without_waiting(Frame.parse(bytes_reader(data), **kwargs))

@@ -16,6 +16,7 @@ from tests.helpers import (
     CLOSE,
     CONTINUATION,
     TEXT,
+    close_code_sent,
     close_frame,
     feed,
     frame,
@@ -23,14 +24,6 @@ from tests.helpers import (
     sent,
     server_close,
 )
-
-
-def close_code_sent(connection: ServerConnection) -> int:
-    frames = parse_server_frames(sent(connection))
-    assert frames, "no frame was sent"
-    _fin, _rsv1, opcode, payload = frames[-1]
-    assert opcode == CLOSE
-    return int.from_bytes(payload[:2], "big")
 
 
 def test_duck_defect_5_invalid_utf8_text_is_not_delivered():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from duck_ws_sync.exceptions import InvalidPayloadData, PayloadTooBig, ProtocolError
@@ -16,23 +14,7 @@ from duck_ws_sync.protocol.frames import (
     serialize_header,
     truncate_reason,
 )
-from tests.helpers import MASK, PING, TEXT, frame, server_frame
-
-
-def parse_bytes(data: bytes, **kwargs) -> Frame:
-    """Run the async Frame.parse over a bytes buffer."""
-    position = 0
-
-    async def read_exact(size: int) -> bytes:
-        nonlocal position
-        if position + size > len(data):
-            raise EOFError
-        chunk = data[position : position + size]
-        position += size
-        return chunk
-
-    return asyncio.run(Frame.parse(read_exact, **kwargs))
-
+from tests.helpers import MASK, PING, TEXT, EndOfData, frame, parse_frame, server_frame
 
 # RFC 6455 §5.2: headers.
 
@@ -119,23 +101,25 @@ class TestFrame:
     def test_serialize_masked_round_trips_through_parse(self):
         data = Frame(OpCode.BINARY, payload=b"\x00" * 70000).serialize(mask=True)
         assert data[1] & 0x80
-        assert parse_bytes(data) == Frame(OpCode.BINARY, payload=b"\x00" * 70000)
+        assert parse_frame(data) == Frame(OpCode.BINARY, payload=b"\x00" * 70000)
 
     def test_parse_refuses_unmasked_frames_by_default(self):
         with pytest.raises(ProtocolError):
-            parse_bytes(server_frame(TEXT, b"x"))
-        assert parse_bytes(server_frame(TEXT, b"x"), mask_required=False).payload == b"x"
+            parse_frame(server_frame(TEXT, b"x"))
+        assert parse_frame(server_frame(TEXT, b"x"), mask_required=False).payload == b"x"
 
     def test_parse_checks_size_from_the_header(self):
         # Only the header is available: the size is refused before reading on.
         with pytest.raises(PayloadTooBig):
-            parse_bytes(frame(TEXT, b"", length=1000)[:8], max_size=999)
+            parse_frame(frame(TEXT, b"", length=1000)[:8], max_size=999)
+        with pytest.raises(EndOfData):
+            parse_frame(frame(TEXT, b"", length=1000)[:8], max_size=1000)
 
     def test_parse_with_extension_decodes(self):
         agreed = PerMessageDeflate().negotiate([])
         sender = PerMessageDeflate().negotiate([])
         data = Frame(OpCode.TEXT, payload=b"squeeze " * 20).serialize(mask=True, extensions=[sender])
-        assert parse_bytes(data, extensions=[agreed]) == Frame(OpCode.TEXT, payload=b"squeeze " * 20)
+        assert parse_frame(data, extensions=[agreed]) == Frame(OpCode.TEXT, payload=b"squeeze " * 20)
 
     @pytest.mark.parametrize(
         "bad",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import tracemalloc
 import zlib
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -46,9 +46,11 @@ from tests.helpers import (
     PING,
     PONG,
     TEXT,
+    close_code_sent,
     close_frame,
     feed,
     frame,
+    parse_frame,
     parse_server_frames,
     sent,
 )
@@ -123,36 +125,6 @@ def fragments(opcode: int, payload: bytes, cuts: Sequence[int], *, rsv1: bool = 
         frame(opcode if index == 0 else CONTINUATION, piece, fin=index == last, rsv1=rsv1 and index == 0)
         for index, piece in enumerate(pieces)
     )
-
-
-def close_code_sent(server: ServerConnection) -> int:
-    """The code of the Close frame that ends the server's output."""
-    _, _, opcode, payload = parse_server_frames(sent(server))[-1]
-    assert opcode == CLOSE
-    return int.from_bytes(payload[:2], "big")
-
-
-def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine whose awaits all complete at once (reads served from memory)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    raise AssertionError("the coroutine waited for something")
-
-
-def reader(data: bytes) -> Callable[[int], Coroutine[Any, Any, bytes]]:
-    """An async ``read_exact`` over ``data``."""
-    position = 0
-
-    async def read_exact(size: int) -> bytes:
-        nonlocal position
-        chunk = data[position : position + size]
-        assert len(chunk) == size
-        position += size
-        return chunk
-
-    return read_exact
 
 
 def open_with_websockets(
@@ -770,7 +742,7 @@ def test_frame_serialize_and_parse_round_trip_with_extensions():
     data = text(3000)
     wire = Frame(OpCode.TEXT, True, data).serialize(mask=True, extensions=[agreed_extension()])
     assert wire[0] & 0x40  # RSV1
-    parsed = run(Frame.parse(reader(wire), extensions=[agreed_extension()]))
+    parsed = parse_frame(wire, extensions=[agreed_extension()])
     assert parsed == Frame(OpCode.TEXT, True, data)
 
 
@@ -779,7 +751,7 @@ def test_control_frames_pass_through_serialize_and_parse_uncompressed(opcode):
     control = Frame(opcode, True, b"\x03\xe8bye")
     wire = control.serialize(mask=True, extensions=[agreed_extension()])
     assert not wire[0] & 0x40  # no RSV1
-    assert run(Frame.parse(reader(wire), extensions=[agreed_extension()])) == control
+    assert parse_frame(wire, extensions=[agreed_extension()]) == control
 
 
 def test_serializing_a_frame_twice_does_not_compress_it_twice():
@@ -796,7 +768,7 @@ def test_serializing_a_frame_twice_does_not_compress_it_twice():
 def test_frame_parse_limits_the_inflated_size():
     wire = frame(BINARY, deflate(bytes(10000)), rsv1=True)
     with pytest.raises(PayloadTooBig):
-        run(Frame.parse(reader(wire), max_size=1000, extensions=[agreed_extension()]))
+        parse_frame(wire, max_size=1000, extensions=[agreed_extension()])
 
 
 # Decompression bombs: the limit is enforced while inflating, not after.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -42,8 +41,11 @@ from tests.helpers import (
     PING,
     PONG,
     TEXT,
+    EndOfData,
+    bytes_reader,
     frame,
     parse_server_frames,
+    run_without_waiting,
     sent,
     server_frame,
     xor,
@@ -777,34 +779,6 @@ class TestRobustness:
             assert_sane_after_receive(connection)
             events += connection.events_received()
         assert_sane_output(connection, events)
-
-
-class EndOfData(Exception):
-    """The bytes ran out before ``read_exact`` could return."""
-
-
-def bytes_reader(data: bytes) -> Callable[[int], Coroutine[Any, Any, bytes]]:
-    """An async ``read_exact`` over ``data`` that never waits."""
-    position = 0
-
-    async def read_exact(size: int) -> bytes:
-        nonlocal position
-        if size > len(data) - position:
-            raise EndOfData
-        position += size
-        return data[position - size : position]
-
-    return read_exact
-
-
-def run_without_waiting(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never suspends (its reads are all in memory)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise AssertionError("the coroutine waited for something")
 
 
 class TestFrameParse:
