@@ -13,6 +13,7 @@ from tests.helpers import (
     PING,
     PONG,
     TEXT,
+    close_code_sent,
     close_frame,
     feed,
     frame,
@@ -24,14 +25,11 @@ from tests.helpers import (
 
 
 def failed_with(connection: ServerConnection, code: int) -> bool:
-    """The connection sent exactly a Close with ``code`` and is CLOSED."""
-    output = sent(connection)
-    frames = parse_server_frames(output)
+    """The connection ended its output with a Close carrying ``code``, started by us, and is CLOSED."""
     return (
         connection.state is State.CLOSED
-        and frames[-1][2] == CLOSE
-        and frames[-1][3][:2] == code.to_bytes(2, "big")
         and connection.close_initiator is Side.LOCAL
+        and close_code_sent(connection) == code
     )
 
 
