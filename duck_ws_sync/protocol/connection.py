@@ -9,6 +9,7 @@ States and who moves between them (RFC 6455 §7)::
 
     OPEN --send_close--> CLOSING --receive_close--> CLOSED
     OPEN --receive_close (answered at once)-------> CLOSED
+    OPEN --receive_close (answer deferred), then send_close--> CLOSED
     OPEN, CLOSING --fail, receive_eof-------------> CLOSED
 
 In CLOSED the transport closes TCP (the server closes first, §7.1.1). In
@@ -62,6 +63,7 @@ OPEN, CLOSING, CLOSED = State.OPEN, State.CLOSING, State.CLOSED
 # that is missing is something the caller may not do in that state.
 _TRANSITIONS: dict[tuple[State, str], State] = {
     (OPEN, "send_close"): CLOSING,
+    (OPEN, "answer_close"): CLOSED,  # the deferred answer to the peer's Close
     (OPEN, "receive_close"): CLOSED,  # the Close is answered at once
     (CLOSING, "receive_close"): CLOSED,
     (OPEN, "fail"): CLOSED,
@@ -103,6 +105,11 @@ class ServerConnection:
         max_message_size: The largest message accepted after reassembly and
             decompression (None: no limit).
         extensions: The extensions agreed in the handshake.
+        answer_close_at_once: Answer the client's Close as soon as it is
+            parsed. When False, the state stays OPEN after it (input stops)
+            until the caller answers with ``send_close``: RFC 6455 §5.5.1
+            lets an endpoint finish the messages it is sending first, so
+            replies to messages that came before the Close are not lost.
 
     Attributes:
         state: The connection's ``State``.
@@ -110,6 +117,8 @@ class ServerConnection:
         close_sent: The Close frame we sent, if any.
         close_received: The Close frame the peer sent, if any.
         protocol_error: The peer's violation that made us close, if any.
+        frames_received: How many whole frames have been parsed, so a caller
+            can time out a client that sends bytes but never a frame.
     """
 
     def __init__(
@@ -118,7 +127,9 @@ class ServerConnection:
         max_frame_size: int | None = MiB,
         max_message_size: int | None = 16 * MiB,
         extensions: Sequence[Extension] = (),
+        answer_close_at_once: bool = True,
     ) -> None:
+        self.answer_close_at_once = answer_close_at_once
         self.max_frame_size = max_frame_size
         self.max_message_size = max_message_size
         self.extensions = list(extensions)
@@ -127,6 +138,7 @@ class ServerConnection:
         self.close_sent: Close | None = None
         self.close_received: Close | None = None
         self.protocol_error: ProtocolError | None = None
+        self.frames_received = 0
         self._events: list[Event] = []
         self._output: list[bytes | memoryview] = []
         self._buffer = bytearray()
@@ -148,7 +160,7 @@ class ServerConnection:
         queues the Close frame with the right code and moves to CLOSED.
         Afterwards the buffer holds at most one incomplete frame.
         """
-        if self.state is CLOSED:
+        if self.state is CLOSED or self.close_received is not None:
             return
         buffer = self._buffer
         if buffer:
@@ -174,7 +186,7 @@ class ServerConnection:
         position, end = 0, len(data)
         with memoryview(data) as view:
             try:
-                while self.state is not CLOSED:
+                while self.state is not CLOSED and self.close_received is None:
                     if self._skip:
                         dropped = min(self._skip, end - position)
                         self._skip -= dropped
@@ -205,6 +217,7 @@ class ServerConnection:
                     assert header.mask is not None  # parse_header refuses unmasked frames
                     payload = apply_mask(view[start:stop], header.mask)
                     position = stop
+                    self.frames_received += 1
                     if not is_data:
                         self._receive_control_frame(header.opcode, payload)
                         continue
@@ -215,7 +228,7 @@ class ServerConnection:
             except ProtocolError as exc:
                 self.protocol_error = exc
                 self.fail(exc.close_code, str(exc))
-        return end if self.state is CLOSED else position
+        return end if self.state is CLOSED or self.close_received is not None else position
 
     def _receive_data_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes) -> None:
         # The common case, one uncompressed frame holding a whole message, is
@@ -273,13 +286,15 @@ class ServerConnection:
             code, reason = parse_close(payload)
             self.close_received = Close(code, reason)
             self._events.append(self.close_received)
+            self._reset_message()
             if self.state is OPEN:
-                # §5.5.1: answer with a Close echoing the status code.
                 self.close_initiator = Side.REMOTE
+                if not self.answer_close_at_once:
+                    return  # the caller answers with send_close
+                # §5.5.1: answer with a Close echoing the status code.
                 self.close_sent = Close(code, "")
                 self._write(OpCode.CLOSE, serialize_close(None if code == 1005 else code))
             self._transition("receive_close")
-            self._reset_message()
         elif opcode == OpCode.PING:
             self._events.append(Ping(payload))
             if self.state is OPEN:
@@ -383,9 +398,11 @@ class ServerConnection:
         self._send_control(OpCode.PONG, payload)
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> None:
-        """Start the closing handshake (RFC 6455 §7.1.2).
+        """Start the closing handshake (RFC 6455 §7.1.2), or answer the client's Close.
 
-        After this, no data can be sent and the client's data is discarded
+        The answer is for a connection made with ``answer_close_at_once=False``
+        whose client's Close has arrived: it moves straight to CLOSED.
+        Otherwise, no data can be sent and the client's data is discarded
         until its Close arrives; the caller closes TCP then, or at a deadline.
 
         Args:
@@ -399,8 +416,11 @@ class ServerConnection:
         """
         if code is not None and not is_sendable_close_code(code):
             raise LocalProtocolError(f"close code {code} cannot be sent")
-        self._transition("send_close")
-        self.close_initiator = Side.LOCAL
+        if self.close_received is None:
+            self._transition("send_close")
+            self.close_initiator = Side.LOCAL
+        else:
+            self._transition("answer_close")
         self.close_sent = Close(1005 if code is None else code, reason)
         self._write(OpCode.CLOSE, serialize_close(code, reason))
 

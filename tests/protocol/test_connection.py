@@ -317,6 +317,38 @@ class TestClosingHandshake:
         assert connection.close_received == Close(1001, "going")
         assert connection.close_sent == Close(1001, "")
 
+    def test_deferred_answer_lets_replies_to_earlier_messages_go_first(self):
+        # §5.5.1: an endpoint MAY finish sending its current messages before
+        # answering a Close; Duck lost those replies (defect 11).
+        connection = ServerConnection(answer_close_at_once=False)
+        events = feed(connection, frame(TEXT, b"question"), close_frame(1001, b"bye"), frame(TEXT, b"ignored"))
+        assert events == [Message(OpCode.TEXT, b"question"), Close(1001, "bye")]
+        assert sent(connection) == b""
+        assert connection.state is State.OPEN
+        assert connection.close_initiator is Side.REMOTE
+        connection.send_text("answer")
+        connection.send_close(1001)
+        assert sent(connection) == server_frame(TEXT, b"answer") + server_close(1001)
+        assert connection.state is State.CLOSED
+        assert connection.close_initiator is Side.REMOTE
+        assert connection.close_sent == Close(1001, "")
+        assert feed(connection, frame(TEXT, b"late")) == []
+
+    def test_frames_received_counts_whole_frames_only(self):
+        connection = ServerConnection()
+        whole = frame(TEXT, b"abc", fin=False)
+        feed(connection, whole[:4])
+        assert connection.frames_received == 0
+        feed(connection, whole[4:], frame(CONTINUATION, b"d"), frame(PING))
+        assert connection.frames_received == 3
+
+    def test_deferred_answer_can_only_be_sent_once(self):
+        connection = ServerConnection(answer_close_at_once=False)
+        feed(connection, close_frame(1000))
+        connection.send_close(1000)
+        with pytest.raises(LocalProtocolError):
+            connection.send_close(1000)
+
     def test_client_close_without_code_is_echoed_without_code(self):
         connection = ServerConnection()
         assert feed(connection, close_frame(None)) == [Close(1005, "")]
