@@ -23,7 +23,32 @@ from .protocol import (
     State,
 )
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .middleware import WebSocketMiddleware
+    from .request import WebSocketRequest
+    from .views import SendResult, WebSocketView
+
 __version__ = "0.1.0.dev0"
+
+# The view layer needs gevent; it is imported on first use so that the
+# protocol names stay importable without any I/O library.
+_LAZY = {
+    "SendResult": "views",
+    "WebSocketMiddleware": "middleware",
+    "WebSocketRequest": "request",
+    "WebSocketView": "views",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -38,6 +63,10 @@ __all__ = [
     "PayloadTooBig",
     "PerMessageDeflate",
     "ProtocolError",
+    "SendResult",
     "State",
     "WebSocketError",
+    "WebSocketMiddleware",
+    "WebSocketRequest",
+    "WebSocketView",
 ]

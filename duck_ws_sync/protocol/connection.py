@@ -436,6 +436,11 @@ class ServerConnection:
             self._write(OpCode.CLOSE, serialize_close(code, reason))
         self._transition("fail")
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """True when ``data_to_send`` would return something."""
+        return bool(self._output)
+
     def data_to_send(self) -> list[bytes | memoryview]:
         """Return the bytes to write, in order, since the last call."""
         output, self._output = self._output, []

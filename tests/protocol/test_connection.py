@@ -342,6 +342,14 @@ class TestClosingHandshake:
         feed(connection, whole[4:], frame(CONTINUATION, b"d"), frame(PING))
         assert connection.frames_received == 3
 
+    def test_has_data_to_send_tells_whether_output_waits(self):
+        connection = ServerConnection()
+        assert not connection.has_data_to_send
+        feed(connection, frame(PING, b"x"))
+        assert connection.has_data_to_send
+        sent(connection)
+        assert not connection.has_data_to_send
+
     def test_deferred_answer_can_only_be_sent_once(self):
         connection = ServerConnection(answer_close_at_once=False)
         feed(connection, close_frame(1000))

@@ -1,0 +1,185 @@
+"""An asyncio event loop that lives inside one greenlet.
+
+Each WebSocket connection runs its view's ``async def`` hooks on a
+``GreenletEventLoop`` of its own, in the connection's greenlet. It is a real
+``asyncio.BaseEventLoop`` (so futures, tasks, ``sleep``, ``wait_for``,
+``gather``, ``Queue``, ``Lock``, ``TaskGroup``, ``asyncio.timeout``,
+``call_later`` and contextvars behave as usual) whose only blocking point is a
+gevent event: where a selector loop would wait for file descriptors, this one
+sleeps on the gevent hub until a callback is scheduled or a timer is due.
+Gevent-cooperative blocking code in a hook (a monkey-patched ``time.sleep``,
+a socket call, a database driver) therefore suspends only its own greenlet.
+
+asyncio keeps one "running loop" per OS thread, but here many loops run in one
+thread, each in its own greenlet. A greenlet switch tracer swaps the running
+loop on every switch, so ``asyncio.get_running_loop()`` always answers the
+loop of the greenlet that asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from asyncio import events
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gevent
+import gevent.event
+import greenlet
+
+__all__ = ["GreenletEventLoop"]
+
+T = TypeVar("T")
+
+_TRACER_INSTALLED = "_duck_ws_sync_loop_tracer"
+# The attribute where a greenlet that is switched away from keeps its loop.
+_LOOP_ATTRIBUTE = "_duck_ws_sync_running_loop"
+# After this many callbacks-only iterations in a row, the loop lets the rest of
+# the worker run: ``await asyncio.sleep(0)`` in a busy hook must not starve
+# every other connection.
+_FAIRNESS_INTERVAL = 64
+
+
+def _install_switch_tracer() -> None:
+    """Make asyncio's running loop a per-greenlet value in this thread (once per hub)."""
+    hub = gevent.get_hub()
+    if getattr(hub, _TRACER_INSTALLED, False):
+        return
+    get_running_loop, set_running_loop = events._get_running_loop, events._set_running_loop
+    previous = greenlet.gettrace()
+
+    def trace(event: str, args: tuple[greenlet.greenlet, greenlet.greenlet]) -> None:
+        if event in ("switch", "throw"):
+            origin, target = args
+            try:
+                setattr(origin, _LOOP_ATTRIBUTE, get_running_loop())
+            except AttributeError:  # a greenlet that is being torn down
+                pass
+            set_running_loop(getattr(target, _LOOP_ATTRIBUTE, None))
+        if previous is not None:
+            previous(event, args)
+
+    greenlet.settrace(trace)
+    setattr(hub, _TRACER_INSTALLED, True)
+
+
+class _Wakeup:
+    """Stands where a selector-based loop keeps its selector: the loop's greenlet sleeps here."""
+
+    def __init__(self) -> None:
+        self._event = gevent.event.Event()
+        self.waiting = False
+        self._busy_iterations = 0
+
+    def select(self, timeout: float | None) -> list[Any]:
+        if timeout == 0:
+            self._busy_iterations += 1
+            if self._busy_iterations >= _FAIRNESS_INTERVAL:
+                self._busy_iterations = 0
+                gevent.sleep(0)
+            return []
+        self._busy_iterations = 0
+        self.waiting = True
+        try:
+            self._event.wait(timeout)
+        finally:
+            self.waiting = False
+        self._event.clear()
+        return []
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def close(self) -> None:
+        pass
+
+
+class GreenletEventLoop(asyncio.BaseEventLoop):
+    """An asyncio loop for one greenlet, woken through the gevent hub.
+
+    Callbacks may be scheduled on it from any greenlet of the same thread
+    (another connection's view, a background greenlet): ``call_soon`` wakes the
+    loop if it is asleep. From other OS threads use ``call_soon_threadsafe``.
+
+    ``run_in_executor(None, ...)`` runs the function in gevent's pool of real
+    threads, so blocking code that gevent cannot make cooperative stays off
+    the hub. Sockets and pipes cannot be registered with this loop
+    (``add_reader`` and friends): hooks use gevent's cooperative sockets.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        _install_switch_tracer()
+        self._selector = _Wakeup()
+        self._hub = gevent.get_hub()
+
+    def _process_events(self, event_list: list[Any]) -> None:
+        pass
+
+    def _write_to_self(self) -> None:
+        self._selector.wake()
+
+    def call_soon(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+        handle = super().call_soon(callback, *args, context=context)
+        if self._selector.waiting:
+            self._selector.wake()
+        return handle
+
+    def call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        handle = super().call_at(when, callback, *args, context=context)
+        if self._selector.waiting:
+            self._selector.wake()
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+        handle = super().call_soon(callback, *args, context=context)
+        if self._hub is gevent.get_hub():
+            self._selector.wake()
+        else:
+            # Another OS thread: only the hub's async watcher may cross threads.
+            self._hub.loop.run_callback_threadsafe(self._selector.wake)
+        return handle
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        if executor is not None:
+            return super().run_in_executor(executor, func, *args)
+        self._check_closed()
+        future: asyncio.Future[T] = self.create_future()
+        result = self._hub.threadpool.spawn(func, *args)
+
+        def deliver(result: Any) -> None:
+            if future.cancelled() or self.is_closed():
+                return
+            if result.successful():
+                self.call_soon(_set_result_unless_cancelled, future, result.value)
+            else:
+                self.call_soon(_set_exception_unless_cancelled, future, result.exception)
+
+        result.rawlink(deliver)
+        return future
+
+    def cancel_remaining_tasks(self, timeout: float) -> None:
+        """Cancel every task still on the loop and let them finish, for at most ``timeout`` seconds."""
+        tasks = [task for task in asyncio.all_tasks(self) if not task.done()]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        gather = asyncio.gather(*tasks, return_exceptions=True)
+        self.run_until_complete(asyncio.wait_for(gather, timeout) if timeout else gather)
+
+
+def _set_result_unless_cancelled(future: asyncio.Future[T], value: T) -> None:
+    if not future.cancelled():
+        future.set_result(value)
+
+
+def _set_exception_unless_cancelled(future: asyncio.Future[Any], exception: BaseException) -> None:
+    if not future.cancelled():
+        future.set_exception(exception)
+

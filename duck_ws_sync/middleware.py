@@ -1,0 +1,152 @@
+"""``WebSocketMiddleware``: WebSocket routes in front of any WSGI application.
+
+A request whose path matches a WebSocket route is upgraded here: the
+handshake is checked (a bad one gets its 4xx with a plain reason), the
+connection's socket is taken over from the server, and the view serves the
+connection in this request's greenlet until it ends. Every other request goes
+to the wrapped application untouched.
+
+Servers that hand over their socket:
+
+- gunicorn's gevent worker: ``environ["gunicorn.socket"]``; returning
+  ``ALREADY_HANDLED`` tells it the response was written.
+- gevent.pywsgi: for an Upgrade request, ``environ["wsgi.input"]`` is the
+  handler's buffered reader of the socket; bytes it read past the request
+  (a first frame sent with the upgrade) are carried over.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from .protocol import InvalidHandshake, Response
+from .request import WebSocketRequest
+from .urls import URLPattern, resolve
+
+__all__ = ["WebSocketMiddleware"]
+
+logger = logging.getLogger("duck_ws_sync")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+SUPPORTED_SERVERS = "gunicorn with the gevent worker (-k gevent) or gevent.pywsgi.WSGIServer"
+
+
+class WebSocketMiddleware:
+    """Serve WebSocket routes; pass every other request to ``app``.
+
+    Args:
+        app: The WSGI application for everything else; None answers 404.
+        urlpatterns: ``path`` and ``re_path`` routes to ``WebSocketView``
+            subclasses.
+    """
+
+    def __init__(self, app: WSGIApp | None, urlpatterns: Sequence[URLPattern]) -> None:
+        self.app = app
+        self.urlpatterns = list(urlpatterns)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        found = resolve(self.urlpatterns, environ.get("PATH_INFO", ""))
+        if found is None:
+            if self.app is None:
+                return _respond(start_response, InvalidHandshake(404, "Not Found").response())
+            return self.app(environ, start_response)
+        pattern, kwargs = found
+        view_class = pattern.handler
+        request = WebSocketRequest(environ)
+        if pattern.methods is not None and request.method not in pattern.methods:
+            error = InvalidHandshake(405, f"Method {request.method} not allowed", [("Allow", ", ".join(pattern.methods))])
+            return _respond(start_response, error.response())
+        handshake = view_class.handshake().accept(request.to_handshake_request())
+        if not handshake.accepted:
+            return _respond(start_response, handshake.response)
+
+        taken = _take_socket(environ)
+        if taken is None:
+            logger.error(
+                "cannot take over the connection's socket from %s: WebSockets need %s",
+                environ.get("SERVER_SOFTWARE", "this server"),
+                SUPPORTED_SERVERS,
+            )
+            error = InvalidHandshake(500, f"This server cannot serve WebSockets; use {SUPPORTED_SERVERS}")
+            return _respond(start_response, error.response())
+        sock = taken.socket
+        try:
+            sock.sendall(handshake.response.serialize())
+        except OSError as exc:
+            logger.debug("client left during the handshake: %s", exc)
+            return taken.result
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # not TCP (a Unix socket)
+        view = view_class(request, **kwargs)
+        try:
+            view.serve(sock, handshake, taken.initial_data)
+        finally:
+            if taken.close_socket:
+                sock.close()
+        return taken.result
+
+
+def _respond(start_response: StartResponse, response: Response) -> list[bytes]:
+    start_response(response.status_line, response.headers)
+    return [response.body]
+
+
+class _Takeover(NamedTuple):
+    """A connection taken over from the server."""
+
+    socket: socket.socket
+    initial_data: bytes  # read by the server past the upgrade request
+    result: Any  # what the WSGI call returns to the server afterwards
+    close_socket: bool  # whether we close the descriptor, or the server does
+
+
+def _take_socket(environ: Mapping[str, Any]) -> _Takeover | None:
+    """Find the client's socket and what the server already read from it."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        try:
+            from gunicorn.workers.base_async import ALREADY_HANDLED
+        except ImportError:  # pragma: no cover - gunicorn put its socket there
+            return None
+        if not str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn") or not _is_gevent_socket(sock):
+            return None
+        # gunicorn then reads end-of-stream from the shut-down socket, and closes it.
+        return _Takeover(sock, _gunicorn_buffered(environ.get("wsgi.input")), ALREADY_HANDLED, False)
+    reader = environ.get("wsgi.input")
+    raw = getattr(reader, "raw", None)
+    sock = getattr(raw, "_sock", None)
+    if sock is None or not _is_gevent_socket(sock):
+        return None
+    # pywsgi writes nothing more on a socket that is closed when the call returns.
+    return _Takeover(sock, _pywsgi_buffered(reader, sock), [], True)
+
+
+def _is_gevent_socket(sock: Any) -> bool:
+    """Only cooperative sockets can be served from a greenlet without blocking the worker."""
+    return type(sock).__module__.startswith("gevent")
+
+
+def _gunicorn_buffered(body: Any) -> bytes:
+    """Bytes gunicorn's parser read past the request headers (in its unreader's buffer)."""
+    unreader = getattr(getattr(body, "reader", None), "unreader", None)
+    buffer = getattr(unreader, "buf", None)
+    return buffer.getvalue() if buffer is not None else b""
+
+
+def _pywsgi_buffered(reader: Any, sock: Any) -> bytes:
+    """Bytes pywsgi's buffered reader holds past the request, read without blocking."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return reader.read1(65536) or b""
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)

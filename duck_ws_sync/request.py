@@ -1,0 +1,84 @@
+"""The upgrade request as a view sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from .protocol import Headers, Request
+
+__all__ = ["WebSocketRequest"]
+
+
+class WebSocketRequest:
+    """The HTTP request that opened a WebSocket, built from the WSGI environ.
+
+    Attributes:
+        environ: The WSGI environ, as the server gave it.
+        method: The request method (``"GET"``).
+        path: The path, without the query string.
+        query_string: The raw query string.
+        headers: The request headers, looked up without regard to case.
+    """
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self.environ = environ
+        self.method: str = environ.get("REQUEST_METHOD", "GET")
+        self.path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        self.query_string: str = environ.get("QUERY_STRING", "")
+        self.headers = Headers(_headers_from_environ(environ))
+
+    @cached_property
+    def GET(self) -> dict[str, list[str]]:  # noqa: N802 (Duck's name)
+        """The query parameters, each name with the list of its values."""
+        return parse_qs(self.query_string, keep_blank_values=True)
+
+    @property
+    def query_params(self) -> dict[str, str]:
+        """The query parameters, each name with its last value."""
+        return {name: values[-1] for name, values in self.GET.items()}
+
+    @cached_property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies by name (a malformed header gives none)."""
+        cookie = SimpleCookie()
+        try:
+            cookie.load(self.headers.get("Cookie", "") or "")
+        except CookieError:
+            return {}
+        return {name: morsel.value for name, morsel in cookie.items()}
+
+    @property
+    def client_address(self) -> tuple[str, int]:
+        """The client's address and port, as the server saw them."""
+        return self.environ.get("REMOTE_ADDR", ""), int(self.environ.get("REMOTE_PORT") or 0)
+
+    @property
+    def remote_addr(self) -> str:
+        """The client's address."""
+        return self.client_address[0]
+
+    def get_header(self, name: str, default: str | None = None) -> str | None:
+        """Return a header's value (case-insensitive), or ``default`` (Duck's API)."""
+        return self.headers.get(name, default)
+
+    def to_handshake_request(self) -> Request:
+        """The request as the protocol core's handshake validates it."""
+        target = self.path + (f"?{self.query_string}" if self.query_string else "")
+        return Request(self.method, target, self.headers, self.environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
+
+    def __repr__(self) -> str:
+        return f"<WebSocketRequest {self.method} {self.path!r}>"
+
+
+def _headers_from_environ(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
+    headers = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers.append((key[5:].replace("_", "-").title(), value))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            headers.append((key.replace("_", "-").title(), value))
+    return headers

@@ -1,0 +1,322 @@
+"""One WebSocket connection on a gevent socket: reading, writing, heartbeat, timeouts.
+
+A ``Transport`` drives a sans-I/O ``ServerConnection`` over a socket taken
+over from the WSGI server. Three greenlets share it:
+
+- the reader: ``recv``, feed the protocol core, hand messages to an
+  ``Inbox`` (a small bounded queue: when the view is slow, the reader stops
+  reading and TCP pushes back on the client), and write what the core wants
+  written (pongs, close frames);
+- the watchdog: heartbeat pings, the receive timeout, and the deadline of a
+  closing handshake;
+- any greenlet that sends: it takes the write lock, asks the core for the
+  frame and writes it whole with ``sendall``.
+
+Calls into the core never yield to the gevent hub (they do no I/O), so under
+gevent they need no lock of their own; the write lock keeps frames whole and
+in the core's order on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.lock
+
+from .exceptions import LocalProtocolError
+from .protocol import Close, Message, Pong, ServerConnection, State
+
+__all__ = ["END", "Inbox", "Transport"]
+
+logger = logging.getLogger("duck_ws_sync")
+
+RECEIVE_SIZE = 256 * 1024
+# Heartbeat misses in a row after which the client is considered gone (Duck's rule).
+MAX_MISSED_PONGS = 3
+# Ends the inbox: the reader has stopped.
+END = object()
+
+
+class Inbox:
+    """A bounded queue from the reader greenlet to the view's asyncio loop.
+
+    ``put`` blocks the reader's greenlet while the queue is full; ``get`` is
+    awaited by the dispatcher on the view's loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self._loop = loop
+        self._size = size
+        self._items: deque[Any] = deque()
+        self._getter: asyncio.Future[None] | None = None
+        self._space = gevent.event.Event()
+        self._space.set()
+
+    def put(self, item: Any, wait: bool = True) -> None:
+        """Append ``item``; wait while the queue is full, unless ``wait`` is False."""
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                # Same thread, another greenlet: the loop's call_soon wakes it.
+                getter.set_result(None)
+        if wait and len(self._items) >= self._size:
+            self._space.clear()
+            self._space.wait()
+
+    async def get(self) -> Any:
+        """Take the oldest item, waiting for one."""
+        while not self._items:
+            self._getter = self._loop.create_future()
+            await self._getter
+        item = self._items.popleft()
+        if len(self._items) < self._size:
+            self._space.set()
+        return item
+
+    def clear(self) -> None:
+        """Drop every item and unblock the reader (the view will not read them)."""
+        self._items.clear()
+        self._space.set()
+
+
+class Transport:
+    """Runs a ``ServerConnection`` over a socket.
+
+    Args:
+        sock: The client's socket, after the 101 response was written.
+        connection: The protocol core, made with ``answer_close_at_once=False``.
+        inbox: Where messages go; ``END`` is put there when reading stops.
+        initial_data: Bytes the server read past the upgrade request.
+        settings: Timeouts and heartbeat settings, by attribute:
+            ``PING_INTERVAL``, ``PONG_TIMEOUT``, ``MAX_BACKOFF``,
+            ``RECEIVE_TIMEOUT`` and ``CLOSE_TIMEOUT`` (seconds; None or 0
+            turns a feature off).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        connection: ServerConnection,
+        inbox: Inbox,
+        initial_data: bytes = b"",
+        settings: Any = None,
+    ) -> None:
+        self.socket = sock
+        self.connection = connection
+        self.inbox = inbox
+        self._initial_data = initial_data
+        self._settings = settings
+        self._write_lock = gevent.lock.Semaphore()
+        self._wake_watchdog = gevent.event.Event()
+        self._broken = False  # the socket failed or was aborted
+        self.last_frame_at = time.monotonic()
+        self._closing_since: float | None = None
+        self._ping_payload: bytes | None = None
+        self._pong_deadline = math.inf
+        self._missed_pongs = 0
+        self._ping_interval = self._setting("PING_INTERVAL")
+        self._next_ping = time.monotonic() + self._ping_interval
+        self._greenlets: list[gevent.Greenlet] = []
+
+    def _setting(self, name: str) -> float:
+        value = getattr(self._settings, name, None)
+        return float(value) if value else math.inf
+
+    def start(self) -> None:
+        """Start the reader and watchdog greenlets."""
+        self._greenlets = [gevent.spawn(self._read_forever), gevent.spawn(self._watch)]
+
+    def stop(self) -> None:
+        """Stop the helper greenlets (the session is over)."""
+        gevent.killall(self._greenlets, block=False)
+
+    # Writing.
+
+    def send(self, action: Callable[..., None], *args: Any) -> bool:
+        """Call a sending method of the core and write its frames.
+
+        Returns:
+            True when the frames were written; False when the connection is
+            no longer open or the socket failed (logged at debug level).
+        """
+        with self._write_lock:
+            if self._broken:
+                logger.debug("not sending on a closed connection")
+                return False
+            try:
+                action(*args)
+            except LocalProtocolError as exc:
+                logger.debug("not sending: %s", exc)
+                return False
+            return self._flush()
+
+    def _flush(self) -> bool:
+        """Write what the core has queued; the caller holds the write lock."""
+        connection = self.connection
+        if connection.close_sent is not None and self._closing_since is None:
+            self._closing_since = time.monotonic()
+            self._wake_watchdog.set()
+        try:
+            for chunk in connection.data_to_send():
+                self.socket.sendall(chunk)
+        except OSError as exc:
+            logger.debug("connection lost while sending: %s", exc)
+            self.abort()
+            return False
+        return True
+
+    def close(self, code: int | None = 1000, reason: str = "") -> bool:
+        """Send a Close frame (start the closing handshake, or answer the client's)."""
+        return self.send(self.connection.send_close, code, reason)
+
+    def fail(self, code: int = 1011, reason: str = "") -> bool:
+        """Fail the connection: a Close if none was sent yet, then no more frames."""
+        return self.send(self.connection.fail, code, reason)
+
+    def abort(self) -> None:
+        """Drop TCP at once; the reader sees the end and stops."""
+        if self._broken:
+            return
+        self._broken = True
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # Reading.
+
+    def _read_forever(self) -> None:
+        connection = self.connection
+        # One buffer for the connection's life: the core copies out what it
+        # keeps (payloads are unmasked into new bytes), so nothing aliases it.
+        buffer = memoryview(bytearray(RECEIVE_SIZE))
+        recv_into = self.socket.recv_into
+        data: bytes | memoryview = self._initial_data
+        self._initial_data = b""
+        try:
+            while True:
+                if data:
+                    frames = connection.frames_received
+                    connection.receive_data(data)
+                    if connection.frames_received != frames:
+                        self.last_frame_at = time.monotonic()
+                    if not self._dispatch(connection.events_received()):
+                        break
+                size = 0 if self._broken else recv_into(buffer)
+                if not size:
+                    connection.receive_eof()
+                    break
+                data = buffer[:size]
+        except OSError as exc:
+            logger.debug("connection lost while reading: %s", exc)
+            connection.receive_eof()
+        finally:
+            self.inbox.put(END, wait=False)
+
+    def _dispatch(self, events: list[Any]) -> bool:
+        """Act on the events of one read; return False when reading is over."""
+        connection = self.connection
+        if connection.has_data_to_send:  # pongs, or the Close that fails the connection
+            with self._write_lock:
+                if not self._broken:
+                    self._flush()
+        for event in events:
+            if type(event) is Message:
+                self.inbox.put(event)
+            elif type(event) is Pong:
+                self._receive_pong(event.payload)
+            elif type(event) is Close:
+                self._wake_watchdog.set()  # the answer is due within CLOSE_TIMEOUT
+                if self._closing_since is None:
+                    self._closing_since = time.monotonic()
+        return connection.state is not State.CLOSED and connection.close_received is None
+
+    def linger(self) -> None:
+        """End TCP without losing our last frame: half-close, drain, then shut both ways (RFC 6455 §7.1.1).
+
+        The socket is shut down, not closed: after this nothing can be written
+        on it, and the server that owns the descriptor sees end-of-stream and
+        closes it (gunicorn's keep-alive loop would otherwise read from a
+        closed descriptor).
+        """
+        sock = self.socket
+        if not self._broken:
+            self._broken = True
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                with gevent.Timeout(min(self._setting("CLOSE_TIMEOUT"), 2.0), False):
+                    while sock.recv(RECEIVE_SIZE):
+                        pass
+            except OSError:
+                pass
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # Heartbeat and timeouts.
+
+    def _receive_pong(self, payload: bytes) -> None:
+        # Only the Pong that answers our latest Ping counts (RFC 6455 §5.5.3
+        # allows unsolicited Pongs, which say nothing about our Ping).
+        if self._ping_payload is not None and payload == self._ping_payload:
+            self._ping_payload = None
+            self._missed_pongs = 0
+            self._pong_deadline = math.inf
+            self._ping_interval = self._setting("PING_INTERVAL")
+            self._next_ping = time.monotonic() + self._ping_interval
+
+    def _watch(self) -> None:
+        receive_timeout = self._setting("RECEIVE_TIMEOUT")
+        close_timeout = self._setting("CLOSE_TIMEOUT")
+        pong_timeout = self._setting("PONG_TIMEOUT")
+        max_backoff = self._setting("MAX_BACKOFF")
+        connection = self.connection
+        while not self._broken and connection.state is not State.CLOSED:
+            now = time.monotonic()
+            if self._closing_since is not None:
+                if now >= self._closing_since + close_timeout:
+                    if connection.close_received is not None and connection.close_sent is None:
+                        self.close(None if connection.close_received.code == 1005 else connection.close_received.code)
+                    logger.debug("closing handshake timed out")
+                    self.abort()
+                    return
+                wake_at = self._closing_since + close_timeout
+            else:
+                if now >= self.last_frame_at + receive_timeout:
+                    logger.info("no frame received for %s s: closing", receive_timeout)
+                    if not self.close(1001, "receive timeout"):
+                        self.abort()
+                    continue
+                if now >= self._pong_deadline:
+                    self._missed_pongs += 1
+                    self._ping_payload = None
+                    self._pong_deadline = math.inf
+                    if self._missed_pongs >= MAX_MISSED_PONGS:
+                        logger.info("%d pings unanswered: closing", self._missed_pongs)
+                        if not self.close(1001, "ping timeout"):
+                            self.abort()
+                        continue
+                    self._ping_interval = min(self._ping_interval * 2, max_backoff)
+                    self._next_ping = now + self._ping_interval
+                if now >= self._next_ping and self._ping_payload is None:
+                    payload = os.urandom(4)
+                    if self.send(connection.send_ping, payload):
+                        self._ping_payload = payload
+                        self._pong_deadline = now + pong_timeout
+                    self._next_ping = math.inf
+                wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
+            self._wake_watchdog.clear()
+            self._wake_watchdog.wait(None if wake_at == math.inf else max(wake_at - time.monotonic(), 0.0))

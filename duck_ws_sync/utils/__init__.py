@@ -1,0 +1,1 @@
+"""Helpers with the names Duck gives them."""

@@ -1,0 +1,378 @@
+"""``WebSocketView``: Duck's WebSocket view API, served from a WSGI worker on gevent.
+
+A view instance serves one connection, in that connection's greenlet, on a
+``GreenletEventLoop`` of its own: its ``async def`` hooks use asyncio as
+usual, and blocking gevent-cooperative code in them holds up only this
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import socket
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from typing import Any, ClassVar
+
+from .exceptions import LocalProtocolError
+from .loop import GreenletEventLoop
+from .protocol import (
+    MAGIC_STRING,
+    Close,
+    Extension,
+    Frame,
+    HandshakeResult,
+    OpCode,
+    PerMessageDeflate,
+    ServerConnection,
+    ServerHandshake,
+    State,
+    accept_key,
+)
+from .protocol.frames import parse_close, serialize_close
+from .request import WebSocketRequest
+from .transport import END, Inbox, Transport
+
+__all__ = ["SendResult", "WebSocketView"]
+
+logger = logging.getLogger("duck_ws_sync")
+
+MiB = 1024 * 1024
+
+
+class SendResult(Coroutine[Any, Any, bool]):
+    """What a ``send_*`` method returns: the frame is already written (or refused).
+
+    Await it in async code as with Duck (``await self.send_text(...)``), or
+    hand it to ``asyncio.create_task`` or ``gather``: it is a coroutine that
+    finishes at once with the result. It is also a plain truth value
+    (``if view.send_text(...):``), so code that is not async can send too.
+    True means written, False means the connection was closed.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: bool) -> None:
+        self.sent = sent
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self  # type: ignore[return-value]
+
+    def __next__(self) -> Any:
+        raise StopIteration(self.sent)
+
+    def send(self, value: Any) -> Any:
+        raise StopIteration(self.sent)
+
+    def throw(self, typ: Any, value: Any = None, traceback: Any = None) -> Any:
+        raise typ if value is None else value
+
+    def __bool__(self) -> bool:
+        return self.sent
+
+    def __repr__(self) -> str:
+        return f"<SendResult sent={self.sent}>"
+
+
+def _accepts_frame(on_close: Callable[..., Any]) -> bool:
+    """Tell whether an ``on_close`` override takes the Close frame (Duck's two signatures)."""
+    try:
+        parameters = list(inspect.signature(on_close).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    return any(
+        parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD, parameter.VAR_POSITIONAL)
+        for parameter in parameters[1:]
+    )
+
+
+class WebSocketView:
+    """A WebSocket endpoint: subclass it and override the ``on_*`` hooks.
+
+    The class attributes tune each connection; override them in a subclass.
+
+    Attributes:
+        PING_INTERVAL: Seconds between heartbeat pings (None: no pings).
+        PONG_TIMEOUT: Seconds to wait for the Pong that answers a ping. A
+            miss doubles the interval up to ``MAX_BACKOFF``; three misses in
+            a row close the connection with 1001.
+        MAX_BACKOFF: The longest interval between pings after misses.
+        RECEIVE_TIMEOUT: Close with 1001 after this many seconds without a
+            single frame from the client (None: never).
+        MAX_FRAME_SIZE: The largest frame payload accepted (1009 beyond);
+            also the size of the fragments our own larger messages are sent in.
+        MAX_MESSAGE_SIZE: The largest message accepted, after reassembly and
+            decompression (1009 beyond).
+        CLOSE_TIMEOUT: Seconds to wait for the client's side of a closing
+            handshake before dropping TCP.
+        ALLOWED_ORIGINS: Browser origins that may connect: None for the
+            same origin as the ``Host`` header only, or a list of origins,
+            globs (``https://*.example.com``) or compiled regexes; ``["*"]``
+            for any. Clients that send no ``Origin`` (non-browsers) are not
+            restricted.
+        SUBPROTOCOLS: Subprotocols we speak, most preferred first.
+        COMPRESSION: The permessage-deflate settings to offer, or None to
+            turn compression off.
+        RECEIVE_QUEUE_SIZE: Messages read ahead of ``on_receive``; when the
+            queue is full we stop reading and TCP slows the client down.
+        DEBUG: Put an exception's text in the 1011 close reason.
+    """
+
+    MAGIC_STRING: ClassVar[str] = MAGIC_STRING
+    PING_INTERVAL: ClassVar[float | None] = 20
+    PONG_TIMEOUT: ClassVar[float] = 10
+    MAX_BACKOFF: ClassVar[float] = 45
+    RECEIVE_TIMEOUT: ClassVar[float | None] = 120
+    MAX_FRAME_SIZE: ClassVar[int] = 1 * MiB
+    MAX_MESSAGE_SIZE: ClassVar[int] = 16 * MiB
+    CLOSE_TIMEOUT: ClassVar[float] = 10
+    ALLOWED_ORIGINS: ClassVar[Sequence[Any] | None] = None
+    SUBPROTOCOLS: ClassVar[Sequence[str]] = ()
+    COMPRESSION: ClassVar[PerMessageDeflate | None] = PerMessageDeflate()
+    RECEIVE_QUEUE_SIZE: ClassVar[int] = 16
+    DEBUG: ClassVar[bool] = False
+
+    # Duck's attribute: the oldest protocol version accepted. RFC 6455 is 13.
+    min_websocket_version: ClassVar[int] = 13
+
+    def __init__(self, upgrade_request: WebSocketRequest, **kwargs: Any) -> None:
+        self.request = upgrade_request
+        self.kwargs = kwargs
+        self.extensions: list[Extension] = []
+        self.subprotocol: str | None = None
+        self.initiated_upgrade = False
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+        self._connection: ServerConnection | None = None
+        self._transport: Transport | None = None
+        self._loop: GreenletEventLoop | None = None
+        self._closed_handled = False
+
+    # Hooks.
+
+    async def on_open(self) -> None:
+        """Called once the connection is open, before any message is delivered."""
+
+    async def on_receive(self, data: bytes, opcode: int) -> None:
+        """Called with each message, one at a time, in arrival order.
+
+        Args:
+            data: The whole message (reassembled, decompressed; text is valid UTF-8).
+            opcode: ``OpCode.TEXT`` or ``OpCode.BINARY``.
+        """
+        raise NotImplementedError("WebSocketView subclasses must implement on_receive")
+
+    async def on_close(self, frame: Frame | None = None) -> None:
+        """Called exactly once when the connection has ended, however it ended.
+
+        Overrides may take no argument (``async def on_close(self)``) or the
+        client's Close frame (None if the client sent none). ``close_code``
+        and ``close_reason`` tell how it ended: the client's code, ours if the
+        client never answered, or 1006 when TCP was lost.
+        """
+
+    # Properties of the connection.
+
+    @property
+    def state(self) -> State:
+        """``INITIATING`` until the handshake succeeds, then ``OPEN``, ``CLOSING``, ``CLOSED``."""
+        if self._connection is None:
+            return State.INITIATING
+        if self._connection.state is State.OPEN and self._connection.close_received is not None:
+            return State.CLOSING
+        return self._connection.state
+
+    @property
+    def sock(self) -> socket.socket | None:
+        """The client's socket, once taken over from the server."""
+        return self._transport.socket if self._transport is not None else None
+
+    @property
+    def client_websocket_version(self) -> int | None:
+        """The client's ``Sec-WebSocket-Version``."""
+        version = self.request.get_header("Sec-WebSocket-Version")
+        return int(version) if version and version.isdigit() else None
+
+    @staticmethod
+    def strictly_async() -> bool:
+        """Duck's flag: the hooks are coroutines."""
+        return True
+
+    @staticmethod
+    def get_sec_accept_key(sec_websocket_key: str) -> str:
+        """The ``Sec-WebSocket-Accept`` value for a client's key (RFC 6455 §4.2.2)."""
+        return accept_key(sec_websocket_key)
+
+    # Sending: safe from any greenlet; each frame is written whole.
+
+    def _send(self, action: Callable[..., None], *args: Any) -> SendResult:
+        transport = self._transport
+        if transport is None:
+            logger.debug("not sending: the connection is not open")
+            return SendResult(False)
+        return SendResult(transport.send(action, *args))
+
+    def send(self, data: str | bytes, opcode: int = OpCode.TEXT) -> SendResult:
+        """Send a text (``str``, or UTF-8 bytes) or binary message.
+
+        Messages larger than ``MAX_FRAME_SIZE`` are sent in fragments of that size.
+        """
+        if self._connection is None:
+            return self._send(_never)
+        if opcode == OpCode.TEXT:
+            return self._send(self._connection.send_text, data, self.MAX_FRAME_SIZE)
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        return self._send(self._connection.send_message, OpCode(opcode), data, self.MAX_FRAME_SIZE)
+
+    def send_text(self, data: str) -> SendResult:
+        """Send a text message."""
+        return self.send(data, OpCode.TEXT)
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> SendResult:
+        """Send a binary message."""
+        return self.send(bytes(data) if not isinstance(data, bytes) else data, OpCode.BINARY)
+
+    def send_json(self, data: Any) -> SendResult:
+        """Send ``data`` encoded as JSON in a text message."""
+        return self.send(json.dumps(data), OpCode.TEXT)
+
+    def send_ping(self, data: bytes = b"") -> SendResult:
+        """Send a Ping (at most 125 bytes)."""
+        if self._connection is None:
+            return self._send(_never)
+        return self._send(self._connection.send_ping, data)
+
+    def send_pong(self, data: bytes = b"") -> SendResult:
+        """Send an unsolicited Pong (at most 125 bytes)."""
+        if self._connection is None:
+            return self._send(_never)
+        return self._send(self._connection.send_pong, data)
+
+    def send_close(self, code: int = 1000, reason: str = "") -> SendResult:
+        """Start the closing handshake; the session ends when the client answers or at ``CLOSE_TIMEOUT``.
+
+        Messages still queued for ``on_receive`` are dropped: after our Close
+        the client's data is discarded (RFC 6455 §7.1.1).
+        """
+        if self._connection is None:
+            return self._send(_never)
+        return self._send(self._connection.send_close, code, reason)
+
+    def send_frame(self, frame: Frame) -> SendResult:
+        """Send a Duck ``Frame``: a whole data message or a control frame.
+
+        Raises:
+            ValueError: For a data frame with ``fin=False``; send whole
+                messages, which are fragmented for you.
+        """
+        if frame.opcode == OpCode.PING:
+            return self.send_ping(frame.payload)
+        if frame.opcode == OpCode.PONG:
+            return self.send_pong(frame.payload)
+        if frame.opcode == OpCode.CLOSE:
+            code, reason = parse_close(frame.payload)
+            return self.send_close(1000 if code == 1005 else code, reason)
+        if not frame.fin:
+            raise ValueError("send whole messages; they are fragmented for you")
+        return self.send(frame.payload, frame.opcode)
+
+    async def safe_close(self, disable_logging: bool = False, call_on_close_handler: bool = True) -> None:
+        """Close with 1000 if the connection is open (Duck's API; ``on_close`` still runs exactly once)."""
+        if self.state is State.OPEN:
+            self.send_close(1000)
+
+    # The session.
+
+    @classmethod
+    def handshake(cls) -> ServerHandshake:
+        """The handshake policy built from the class attributes."""
+        extensions = [cls.COMPRESSION] if cls.COMPRESSION is not None else []
+        return ServerHandshake(cls.ALLOWED_ORIGINS, cls.SUBPROTOCOLS, extensions)
+
+    def serve(self, sock: socket.socket, handshake: HandshakeResult, initial_data: bytes = b"") -> None:
+        """Run the whole connection in the calling greenlet; return when it has ended.
+
+        The 101 response has been written already. ``initial_data`` is what
+        the server read past the upgrade request (a first frame, maybe).
+        """
+        self.initiated_upgrade = True
+        self.extensions = handshake.extensions
+        self.subprotocol = handshake.subprotocol
+        self._connection = ServerConnection(
+            max_frame_size=self.MAX_FRAME_SIZE,
+            max_message_size=self.MAX_MESSAGE_SIZE,
+            extensions=handshake.extensions,
+            answer_close_at_once=False,
+        )
+        self._loop = loop = GreenletEventLoop()
+        inbox = Inbox(loop, self.RECEIVE_QUEUE_SIZE)
+        self._transport = transport = Transport(sock, self._connection, inbox, initial_data, self)
+        try:
+            transport.start()
+            loop.run_until_complete(self._run_session(inbox))
+        finally:
+            # Whatever ended the session (even the worker killing this
+            # greenlet), TCP is closed and on_close runs once.
+            transport.stop()
+            transport.linger()
+            try:
+                loop.run_until_complete(self._closed())
+                loop.cancel_remaining_tasks(self.CLOSE_TIMEOUT)
+            finally:
+                loop.close()
+
+    async def _run_session(self, inbox: Inbox) -> None:
+        connection = self._connection
+        assert connection is not None
+        opened = await self._call_hook(self.on_open())
+        while (message := await inbox.get()) is not END:
+            if not opened or connection.close_sent is not None:
+                inbox.clear()  # §7.1.1: after our Close, the client's data is discarded
+            elif not await self._call_hook(self.on_receive(message.data, message.opcode)):
+                inbox.clear()
+        received = connection.close_received
+        if received is not None and connection.close_sent is None:
+            # RFC 6455 §5.5.1: echo the client's code. Every message that came
+            # before its Close has been handled, so no reply was lost.
+            self._send(connection.send_close, None if received.code == 1005 else received.code, "")
+
+    async def _call_hook(self, hook: Any) -> bool:
+        """Await a hook; on an exception log it and close with 1011. Return False after a failure."""
+        try:
+            await hook
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("WebSocket view %s failed", type(self).__name__)
+            reason = f"{type(exc).__name__}: {exc}" if self.DEBUG else "Internal error"
+            self._send(self._connection.send_close if self._connection else _never, 1011, reason)
+            return False
+        return True
+
+    async def _closed(self) -> None:
+        if self._closed_handled:
+            return
+        self._closed_handled = True
+        connection = self._connection
+        frame = None
+        if connection is not None and connection.close_received is not None:
+            received: Close = connection.close_received
+            self.close_code, self.close_reason = received.code, received.reason
+            payload = serialize_close(None, "") if received.code == 1005 else serialize_close(received.code, received.reason)
+            frame = Frame(OpCode.CLOSE, payload=payload)
+        elif connection is not None and connection.close_sent is not None:
+            self.close_code, self.close_reason = connection.close_sent.code, connection.close_sent.reason
+        else:
+            self.close_code = 1006
+        hook = self.on_close(frame) if _accepts_frame(self.on_close) else self.on_close()  # type: ignore[call-arg]
+        try:
+            await hook
+        except Exception:
+            logger.exception("on_close of WebSocket view %s failed", type(self).__name__)
+
+
+def _never(*args: Any) -> None:
+    raise LocalProtocolError("the connection is not open")

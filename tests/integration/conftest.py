@@ -1,0 +1,123 @@
+"""Real servers for the integration tests: gunicorn's gevent worker and gevent.pywsgi.
+
+Each server runs as a subprocess on 127.0.0.1 with an ephemeral port, and is
+stopped (by its process id) when the test module is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 20.0
+
+
+@dataclass
+class Server:
+    """A running server process."""
+
+    kind: str  # "gunicorn" or "pywsgi"
+    port: int
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def url(self, path: str, scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return "".join(self.output)
+
+
+def _start(kind: str, app: str, extra_args: list[str]) -> Server:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    if kind == "gunicorn":
+        command = [
+            sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0",
+            "--graceful-timeout", "2", "--worker-connections", "2000", "--log-level", "info", *extra_args, app,
+        ]  # fmt: skip
+        pattern = re.compile(r"Listening at: \w+://127\.0\.0\.1:(\d+)")
+        ready = re.compile(r"Booting worker")
+    else:
+        command = [sys.executable, "-m", "tests.integration.serve_pywsgi", app, *extra_args]
+        pattern = re.compile(r"LISTENING (\d+)")
+        ready = pattern
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    server = Server(kind, 0, process)
+    port_found, ready_seen = threading.Event(), threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            server.output.append(line)
+            match = pattern.search(line)
+            if match:
+                server.port = int(match.group(1))
+                port_found.set()
+            if ready.search(line):
+                ready_seen.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not (port_found.wait(STARTUP_TIMEOUT) and ready_seen.wait(STARTUP_TIMEOUT)):
+        _stop(server)
+        raise RuntimeError(f"{kind} did not start:\n{server.log()}")
+    _wait_until_accepting(server)
+    return server
+
+
+def _wait_until_accepting(server: Server) -> None:
+    import socket
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", server.port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.kind} does not accept connections:\n{server.log()}")
+
+
+def _stop(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(5)
+
+
+@contextlib.contextmanager
+def serve(kind: str, app: str, *extra_args: str) -> Iterator[Server]:
+    """Run ``app`` (``module:attribute``) under ``kind`` for the duration of the block."""
+    server = _start(kind, app, list(extra_args))
+    try:
+        yield server
+    finally:
+        _stop(server)
+
+
+SERVER_KINDS = ["gunicorn", "pywsgi"]
+
+
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Each test module that uses it runs once per server."""
+    return request.param
