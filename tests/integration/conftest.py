@@ -48,6 +48,8 @@ class Server:
 def _start(kind: str, app: str, extra_args: list[str]) -> Server:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     if kind == "gunicorn":
+        if "control_socket_disable" in _gunicorn_settings():
+            extra_args = ["--no-control-socket", *extra_args]  # no shared socket between test servers
         command = [
             sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0",
             "--graceful-timeout", "2", "--worker-connections", "2000", "--log-level", "info", *extra_args, app,
@@ -81,6 +83,12 @@ def _start(kind: str, app: str, extra_args: list[str]) -> Server:
         raise RuntimeError(f"{kind} did not start:\n{server.log()}")
     _wait_until_accepting(server)
     return server
+
+
+def _gunicorn_settings() -> set[str]:
+    from gunicorn.config import Config
+
+    return set(Config().settings)
 
 
 def _wait_until_accepting(server: Server) -> None:
