@@ -4,6 +4,8 @@ The protocol names (opcodes, close codes, frames, extensions, exceptions) are
 importable from here as from ``duck.contrib.websockets``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import (
     ExtensionError,
     InvalidPayloadData,
@@ -22,8 +24,6 @@ from .protocol import (
     PerMessageDeflate,
     State,
 )
-
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .middleware import WebSocketMiddleware
@@ -46,9 +46,10 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    import importlib  # noqa: PLC0415 (kept off the protocol-only import path)
 
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "CONTROL_OPCODES",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from asyncio import events
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -52,10 +53,8 @@ def _install_switch_tracer() -> None:
     def trace(event: str, args: tuple[greenlet.greenlet, greenlet.greenlet]) -> None:
         if event in ("switch", "throw"):
             origin, target = args
-            try:
+            with contextlib.suppress(AttributeError):
                 setattr(origin, _LOOP_ATTRIBUTE, get_running_loop())
-            except AttributeError:  # a greenlet that is being torn down
-                pass
             set_running_loop(getattr(target, _LOOP_ATTRIBUTE, None))
         if previous is not None:
             previous(event, args)
@@ -120,13 +119,15 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
     def _write_to_self(self) -> None:
         self._selector.wake()
 
-    def call_soon(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+    def call_soon(  # type: ignore[override]
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
         handle = super().call_soon(callback, *args, context=context)
         if self._selector.waiting:
             self._selector.wake()
         return handle
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
         handle = super().call_at(when, callback, *args, context=context)
@@ -134,7 +135,9 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
             self._selector.wake()
         return handle
 
-    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+    def call_soon_threadsafe(  # type: ignore[override]
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
         handle = super().call_soon(callback, *args, context=context)
         if self._hub is gevent.get_hub():
             self._selector.wake()
@@ -148,7 +151,8 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
     ) -> asyncio.Future[T]:
         if executor is not None:
             return super().run_in_executor(executor, func, *args)
-        self._check_closed()
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
         future: asyncio.Future[T] = self.create_future()
         result = self._hub.threadpool.spawn(func, *args)
 
@@ -182,4 +186,3 @@ def _set_result_unless_cancelled(future: asyncio.Future[T], value: T) -> None:
 def _set_exception_unless_cancelled(future: asyncio.Future[Any], exception: BaseException) -> None:
     if not future.cancelled():
         future.set_exception(exception)
-

@@ -17,6 +17,7 @@ Servers that hand over their socket:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -59,7 +60,8 @@ class WebSocketMiddleware:
         view_class = pattern.handler
         request = WebSocketRequest(environ)
         if pattern.methods is not None and request.method not in pattern.methods:
-            error = InvalidHandshake(405, f"Method {request.method} not allowed", [("Allow", ", ".join(pattern.methods))])
+            allow = [("Allow", ", ".join(pattern.methods))]
+            error = InvalidHandshake(405, f"Method {request.method} not allowed", allow)
             return _respond(start_response, error.response())
         handshake = view_class.handshake().accept(request.to_handshake_request())
         if not handshake.accepted:
@@ -80,10 +82,8 @@ class WebSocketMiddleware:
         except OSError as exc:
             logger.debug("client left during the handshake: %s", exc)
             return taken.result
-        try:
+        with contextlib.suppress(OSError):  # not TCP: a Unix socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass  # not TCP (a Unix socket)
         view = view_class(request, **kwargs)
         try:
             view.serve(sock, handshake, taken.initial_data)
@@ -103,7 +103,7 @@ class _Takeover(NamedTuple):
 
     socket: socket.socket
     initial_data: bytes  # read by the server past the upgrade request
-    result: Any  # what the WSGI call returns to the server afterwards
+    result: Iterable[bytes]  # what the WSGI call returns to the server afterwards
     close_socket: bool  # whether we close the descriptor, or the server does
 
 
@@ -112,7 +112,7 @@ def _take_socket(environ: Mapping[str, Any]) -> _Takeover | None:
     sock = environ.get("gunicorn.socket")
     if sock is not None:
         try:
-            from gunicorn.workers.base_async import ALREADY_HANDLED
+            from gunicorn.workers.base_async import ALREADY_HANDLED  # noqa: PLC0415 (gunicorn is optional)
         except ImportError:  # pragma: no cover - gunicorn put its socket there
             return None
         if not str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn") or not _is_gevent_socket(sock):

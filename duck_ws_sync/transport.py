@@ -20,6 +20,7 @@ in the core's order on the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -190,10 +191,8 @@ class Transport:
         if self._broken:
             return
         self._broken = True
-        try:
+        with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # Reading.
 
@@ -254,17 +253,13 @@ class Transport:
         sock = self.socket
         if not self._broken:
             self._broken = True
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
                 with gevent.Timeout(min(self._setting("CLOSE_TIMEOUT"), 2.0), False):
                     while sock.recv(RECEIVE_SIZE):
                         pass
-            except OSError:
-                pass
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # Heartbeat and timeouts.
 

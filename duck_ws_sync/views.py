@@ -69,6 +69,9 @@ class SendResult(Coroutine[Any, Any, bool]):
     def throw(self, typ: Any, value: Any = None, traceback: Any = None) -> Any:
         raise typ if value is None else value
 
+    def close(self) -> None:
+        pass
+
     def __bool__(self) -> bool:
         return self.sent
 
@@ -361,13 +364,13 @@ class WebSocketView:
         if connection is not None and connection.close_received is not None:
             received: Close = connection.close_received
             self.close_code, self.close_reason = received.code, received.reason
-            payload = serialize_close(None, "") if received.code == 1005 else serialize_close(received.code, received.reason)
-            frame = Frame(OpCode.CLOSE, payload=payload)
+            code = None if received.code == 1005 else received.code
+            frame = Frame(OpCode.CLOSE, payload=serialize_close(code, received.reason if code else ""))
         elif connection is not None and connection.close_sent is not None:
             self.close_code, self.close_reason = connection.close_sent.code, connection.close_sent.reason
         else:
             self.close_code = 1006
-        hook = self.on_close(frame) if _accepts_frame(self.on_close) else self.on_close()  # type: ignore[call-arg]
+        hook = self.on_close(frame) if _accepts_frame(self.on_close) else self.on_close()
         try:
             await hook
         except Exception:

@@ -1,7 +1,7 @@
 """An echo server: every text and binary message comes back as it was sent.
 
-    gunicorn -k gevent -b 127.0.0.1:8000 examples.echo:app
-    python3 examples/echo.py 127.0.0.1 8000   # the same app on gevent.pywsgi
+gunicorn -k gevent -b 127.0.0.1:8000 examples.echo:app
+python3 examples/echo.py 127.0.0.1 8000   # the same app on gevent.pywsgi
 """
 
 from duck_ws_sync import WebSocketMiddleware, WebSocketView

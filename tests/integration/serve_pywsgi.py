@@ -1,6 +1,6 @@
 """Serve a WSGI app with gevent.pywsgi on 127.0.0.1 and an ephemeral port; print the port.
 
-    python -m tests.integration.serve_pywsgi module:app
+python -m tests.integration.serve_pywsgi module:app
 """
 
 from gevent import monkey
