@@ -23,11 +23,11 @@ import concurrent.futures
 import contextlib
 from asyncio import events
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import gevent
-import gevent.event
 import greenlet
+from gevent.hub import Waiter
 
 __all__ = ["GreenletEventLoop"]
 
@@ -36,6 +36,9 @@ T = TypeVar("T")
 _TRACER_INSTALLED = "_duck_ws_sync_loop_tracer"
 # The attribute where a greenlet that is switched away from keeps its loop.
 _LOOP_ATTRIBUTE = "_duck_ws_sync_running_loop"
+# The attribute where a loop's greenlet keeps its reader's ``loop_blocked``
+# while it runs callbacks (and None while it waits in select).
+_BLOCKED_ATTRIBUTE = "_duck_ws_sync_loop_blocked"
 # After this many callbacks-only iterations in a row, the loop lets the rest of
 # the worker run: ``await asyncio.sleep(0)`` in a busy hook must not starve
 # every other connection.
@@ -56,6 +59,9 @@ def _install_switch_tracer() -> None:
             with contextlib.suppress(AttributeError):
                 setattr(origin, _LOOP_ATTRIBUTE, get_running_loop())
             set_running_loop(getattr(target, _LOOP_ATTRIBUTE, None))
+            blocked = getattr(origin, _BLOCKED_ATTRIBUTE, None)
+            if blocked is not None:
+                blocked()  # a connection's loop blocks outside its select: keep reading its socket
         if previous is not None:
             previous(event, args)
 
@@ -63,13 +69,37 @@ def _install_switch_tracer() -> None:
     setattr(hub, _TRACER_INSTALLED, True)
 
 
+class InlineReader(Protocol):
+    """A socket reader that the loop's greenlet serves itself while it is idle.
+
+    Waiting for the socket where the loop waits for callbacks saves two
+    greenlet switches per message over a separate reader greenlet. When the
+    loop's greenlet blocks elsewhere (a hook in gevent-cooperative code), the
+    switch tracer calls ``loop_blocked`` so that a standby greenlet keeps
+    reading meanwhile.
+    """
+
+    def fileno(self) -> int: ...
+    def can_read_inline(self) -> bool: ...
+    def read_inline(self) -> None: ...
+    def loop_blocked(self) -> None: ...
+    def set_loop_idle(self, idle: bool) -> None: ...
+
+
 class _Wakeup:
     """Stands where a selector-based loop keeps its selector: the loop's greenlet sleeps here."""
 
     def __init__(self) -> None:
-        self._event = gevent.event.Event()
+        self._hub = gevent.get_hub()
+        self._waiter: Waiter | None = None
         self.waiting = False
         self._busy_iterations = 0
+        self.reader: InlineReader | None = None
+        self._watcher: Any = None
+
+    def attach(self, reader: InlineReader) -> None:
+        self.reader = reader
+        self._watcher = self._hub.loop.io(reader.fileno(), 1)  # 1: readable
 
     def select(self, timeout: float | None) -> list[Any]:
         if timeout == 0:
@@ -79,19 +109,45 @@ class _Wakeup:
                 gevent.sleep(0)
             return []
         self._busy_iterations = 0
+        reader = self.reader
+        current = greenlet.getcurrent()
+        if reader is not None:
+            reader.set_loop_idle(True)
+            setattr(current, _BLOCKED_ATTRIBUTE, None)
+        watching = reader is not None and reader.can_read_inline()
+        waiter = self._waiter = Waiter(self._hub)
+        timer = None
+        if watching:
+            self._watcher.start(waiter.switch, True)
+        if timeout is not None:
+            timer = self._hub.loop.timer(timeout)
+            timer.start(waiter.switch, False)
         self.waiting = True
         try:
-            self._event.wait(timeout)
+            readable = waiter.get()
         finally:
             self.waiting = False
-        self._event.clear()
+            self._waiter = None
+            if watching:
+                self._watcher.stop()
+            if timer is not None:
+                timer.close()
+            if reader is not None:
+                reader.set_loop_idle(False)
+                setattr(current, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
+        if readable and reader is not None:
+            reader.read_inline()
         return []
 
     def wake(self) -> None:
-        self._event.set()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._hub.loop.run_callback(waiter.switch, False)
 
     def close(self) -> None:
-        pass
+        if self._watcher is not None:
+            self._watcher.close()
 
 
 class GreenletEventLoop(asyncio.BaseEventLoop):
@@ -113,11 +169,21 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
         self._selector = _Wakeup()
         self._hub = gevent.get_hub()
 
+    def attach_reader(self, reader: InlineReader) -> None:
+        """Let the loop's greenlet read ``reader``'s socket while it has nothing else to do."""
+        self._selector.attach(reader)
+
     def _process_events(self, event_list: list[Any]) -> None:
         pass
 
     def _write_to_self(self) -> None:
         self._selector.wake()
+
+    def close(self) -> None:
+        super().close()
+        self._selector.close()
+        if self._selector.reader is not None:
+            setattr(greenlet.getcurrent(), _BLOCKED_ATTRIBUTE, None)
 
     def call_soon(  # type: ignore[override]
         self, callback: Callable[..., object], *args: Any, context: Any = None

@@ -86,10 +86,23 @@ class Inbox:
             self._space.set()
         return item
 
+    @property
+    def full(self) -> bool:
+        """True when the view is behind: reading should pause."""
+        return len(self._items) >= self._size
+
+    def wake_consumer(self) -> None:
+        """Wake the loop (a no-op wake-up lets its greenlet reconsider what to wait for)."""
+        self._loop.call_soon_threadsafe(_nothing)
+
     def clear(self) -> None:
         """Drop every item and unblock the reader (the view will not read them)."""
         self._items.clear()
         self._space.set()
+
+
+def _nothing() -> None:
+    pass
 
 
 class Transport:
@@ -130,17 +143,39 @@ class Transport:
         self._ping_interval = self._setting("PING_INTERVAL")
         self._next_ping = time.monotonic() + self._ping_interval
         self._greenlets: list[gevent.Greenlet] = []
+        # One buffer for the connection's life: the core copies out what it
+        # keeps (payloads are unmasked into new bytes), so nothing aliases it.
+        self._buffer = memoryview(bytearray(RECEIVE_SIZE))
+        self._reading_done = False
+        self._standby_go = gevent.event.Event()
+        self._standby_reading = False
+        self._loop_idle = False
+        # TLS sockets may hold decrypted bytes that polling the descriptor
+        # cannot see, so they are always read by the standby greenlet.
+        self._raw_socket: Any = getattr(sock, "_sock", None)
+        self._inline = self._raw_socket is not None and not callable(getattr(sock, "pending", None))
 
     def _setting(self, name: str) -> float:
         value = getattr(self._settings, name, None)
         return float(value) if value else math.inf
 
-    def start(self) -> None:
-        """Start the reader and watchdog greenlets."""
-        self._greenlets = [gevent.spawn(self._read_forever), gevent.spawn(self._watch)]
+    def start(self, loop: Any) -> None:
+        """Start reading (in ``loop``'s greenlet when it can) and the watchdog greenlet.
+
+        Must be called from the loop's greenlet, before the loop runs.
+        """
+        self._greenlets = [gevent.spawn(self._standby), gevent.spawn(self._watch)]
+        if self._inline:
+            loop.attach_reader(self)
+        else:
+            self._standby_go.set()
+        if self._initial_data:
+            data, self._initial_data = self._initial_data, b""
+            self._receive(data, wait=False)
 
     def stop(self) -> None:
         """Stop the helper greenlets (the session is over)."""
+        self._reading_done = True
         gevent.killall(self._greenlets, block=False)
 
     # Writing.
@@ -194,37 +229,82 @@ class Transport:
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
-    # Reading.
+    # Reading. The loop's greenlet reads while it is idle (``read_inline``,
+    # called from the loop's select); a standby greenlet reads while the
+    # loop's greenlet is blocked in a hook or a send. They never read at once.
 
-    def _read_forever(self) -> None:
-        connection = self.connection
-        # One buffer for the connection's life: the core copies out what it
-        # keeps (payloads are unmasked into new bytes), so nothing aliases it.
-        buffer = memoryview(bytearray(RECEIVE_SIZE))
-        recv_into = self.socket.recv_into
-        data: bytes | memoryview = self._initial_data
-        self._initial_data = b""
+    def fileno(self) -> int:
+        """The socket's descriptor, for the loop to watch."""
+        return self.socket.fileno()
+
+    def can_read_inline(self) -> bool:
+        """Whether the idle loop's greenlet should read now (no backlog, no standby reading)."""
+        return self._inline and not self._reading_done and not self._standby_reading and not self.inbox.full
+
+    def set_loop_idle(self, idle: bool) -> None:
+        """The loop's greenlet enters (True) or leaves (False) its wait."""
+        self._loop_idle = idle
+
+    def loop_blocked(self) -> None:
+        """The loop's greenlet blocks outside its wait: the standby greenlet reads meanwhile."""
+        if not self._standby_reading and not self._reading_done:
+            self._standby_go.set()
+
+    def read_inline(self) -> None:
+        """Read what the socket has, without blocking, in the loop's greenlet."""
+        if not self.can_read_inline():
+            return
         try:
-            while True:
-                if data:
-                    frames = connection.frames_received
-                    connection.receive_data(data)
-                    if connection.frames_received != frames:
-                        self.last_frame_at = time.monotonic()
-                    if not self._dispatch(connection.events_received()):
-                        break
-                size = 0 if self._broken else recv_into(buffer)
-                if not size:
-                    connection.receive_eof()
-                    break
-                data = buffer[:size]
+            size = self._raw_socket.recv_into(self._buffer)
+        except BlockingIOError:
+            return
         except OSError as exc:
             logger.debug("connection lost while reading: %s", exc)
-            connection.receive_eof()
-        finally:
-            self.inbox.put(END, wait=False)
+            size = 0
+        self._receive(self._buffer[:size] if size else None, wait=False)
 
-    def _dispatch(self, events: list[Any]) -> bool:
+    def _standby(self) -> None:
+        while True:
+            self._standby_go.wait()
+            self._standby_go.clear()
+            if self._reading_done:
+                return
+            self._standby_reading = True
+            try:
+                while not self._reading_done:
+                    try:
+                        size = self.socket.recv_into(self._buffer)
+                    except OSError as exc:
+                        logger.debug("connection lost while reading: %s", exc)
+                        size = 0
+                    self._receive(self._buffer[:size] if size else None, wait=True)
+                    if self._inline and self._loop_idle:
+                        break
+            finally:
+                self._standby_reading = False
+            self.inbox.wake_consumer()  # the idle loop was not watching the socket
+
+    def _receive(self, data: memoryview | bytes | None, wait: bool) -> None:
+        """Feed one read to the core (None: end of stream) and act on the events."""
+        connection = self.connection
+        if data is None:
+            connection.receive_eof()
+            self._end_of_reading()
+            return
+        frames = connection.frames_received
+        connection.receive_data(data)
+        if connection.frames_received != frames:
+            self.last_frame_at = time.monotonic()
+        if not self._dispatch(connection.events_received(), wait):
+            self._end_of_reading()
+
+    def _end_of_reading(self) -> None:
+        if not self._reading_done:
+            self._reading_done = True
+            self.inbox.put(END, wait=False)
+            self._standby_go.set()
+
+    def _dispatch(self, events: list[Any], wait: bool) -> bool:
         """Act on the events of one read; return False when reading is over."""
         connection = self.connection
         if connection.has_data_to_send:  # pongs, or the Close that fails the connection
@@ -233,7 +313,7 @@ class Transport:
                     self._flush()
         for event in events:
             if type(event) is Message:
-                self.inbox.put(event)
+                self.inbox.put(event, wait)
             elif type(event) is Pong:
                 self._receive_pong(event.payload)
             elif type(event) is Close:

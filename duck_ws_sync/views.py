@@ -8,7 +8,6 @@ connection.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -314,7 +313,7 @@ class WebSocketView:
         inbox = Inbox(loop, self.RECEIVE_QUEUE_SIZE)
         self._transport = transport = Transport(sock, self._connection, inbox, initial_data, self)
         try:
-            transport.start()
+            transport.start(loop)
             loop.run_until_complete(self._run_session(inbox))
         finally:
             # Whatever ended the session (even the worker killing this
@@ -330,11 +329,21 @@ class WebSocketView:
     async def _run_session(self, inbox: Inbox) -> None:
         connection = self._connection
         assert connection is not None
-        opened = await self._call_hook(self.on_open())
+        try:
+            await self.on_open()
+            opened = True
+        except Exception as exc:
+            self._hook_failed(exc)
+            opened = False
+        on_receive = self.on_receive
         while (message := await inbox.get()) is not END:
             if not opened or connection.close_sent is not None:
                 inbox.clear()  # §7.1.1: after our Close, the client's data is discarded
-            elif not await self._call_hook(self.on_receive(message.data, message.opcode)):
+                continue
+            try:
+                await on_receive(message.data, message.opcode)
+            except Exception as exc:
+                self._hook_failed(exc)
                 inbox.clear()
         received = connection.close_received
         if received is not None and connection.close_sent is None:
@@ -342,18 +351,12 @@ class WebSocketView:
             # before its Close has been handled, so no reply was lost.
             self._send(connection.send_close, None if received.code == 1005 else received.code, "")
 
-    async def _call_hook(self, hook: Any) -> bool:
-        """Await a hook; on an exception log it and close with 1011. Return False after a failure."""
-        try:
-            await hook
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.exception("WebSocket view %s failed", type(self).__name__)
-            reason = f"{type(exc).__name__}: {exc}" if self.DEBUG else "Internal error"
-            self._send(self._connection.send_close if self._connection else _never, 1011, reason)
-            return False
-        return True
+    def _hook_failed(self, exc: Exception) -> None:
+        """Log a hook's exception with its traceback and close the connection with 1011."""
+        logger.error("WebSocket view %s failed", type(self).__name__, exc_info=exc)
+        reason = f"{type(exc).__name__}: {exc}" if self.DEBUG else "Internal error"
+        if self._connection is not None:
+            self._send(self._connection.send_close, 1011, reason)
 
     async def _closed(self) -> None:
         if self._closed_handled:
