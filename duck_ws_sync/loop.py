@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import sys
 from asyncio import events
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -34,7 +35,8 @@ __all__ = ["GreenletEventLoop"]
 T = TypeVar("T")
 
 _TRACER_INSTALLED = "_duck_ws_sync_loop_tracer"
-# The attribute where a greenlet that is switched away from keeps its loop.
+# The attribute where a greenlet that is switched away from keeps its running
+# loop and async generator hooks.
 _LOOP_ATTRIBUTE = "_duck_ws_sync_running_loop"
 # The attribute where a loop's greenlet keeps its reader's ``loop_blocked``
 # while it runs callbacks (and None while it waits in select).
@@ -51,14 +53,20 @@ def _install_switch_tracer() -> None:
     if getattr(hub, _TRACER_INSTALLED, False):
         return
     get_running_loop, set_running_loop = events._get_running_loop, events._set_running_loop
+    get_hooks, set_hooks = sys.get_asyncgen_hooks, sys.set_asyncgen_hooks
     previous = greenlet.gettrace()
+    no_hooks = get_hooks()
 
     def trace(event: str, args: tuple[greenlet.greenlet, greenlet.greenlet]) -> None:
         if event in ("switch", "throw"):
             origin, target = args
+            # The running loop and the async generator hooks (which finalize
+            # abandoned async generators on their own loop) are per greenlet.
             with contextlib.suppress(AttributeError):
-                setattr(origin, _LOOP_ATTRIBUTE, get_running_loop())
-            set_running_loop(getattr(target, _LOOP_ATTRIBUTE, None))
+                setattr(origin, _LOOP_ATTRIBUTE, (get_running_loop(), get_hooks()))
+            loop, hooks = getattr(target, _LOOP_ATTRIBUTE, None) or (None, no_hooks)
+            set_running_loop(loop)
+            set_hooks(*hooks)
             blocked = getattr(origin, _BLOCKED_ATTRIBUTE, None)
             if blocked is not None:
                 blocked()  # a connection's loop blocks outside its select: keep reading its socket

@@ -94,7 +94,9 @@ class WebSocketMiddleware:
 
 
 def _respond(start_response: StartResponse, response: Response) -> list[bytes]:
-    start_response(response.status_line, response.headers)
+    # PEP 3333 leaves hop-by-hop headers such as Connection to the server.
+    headers = [(name, value) for name, value in response.headers if name.lower() != "connection"]
+    start_response(response.status_line, headers)
     return [response.body]
 
 

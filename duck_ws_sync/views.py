@@ -8,6 +8,7 @@ connection.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -332,7 +333,7 @@ class WebSocketView:
         try:
             await self.on_open()
             opened = True
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             self._hook_failed(exc)
             opened = False
         on_receive = self.on_receive
@@ -342,7 +343,7 @@ class WebSocketView:
                 continue
             try:
                 await on_receive(message.data, message.opcode)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
                 self._hook_failed(exc)
                 inbox.clear()
         received = connection.close_received
@@ -351,8 +352,15 @@ class WebSocketView:
             # before its Close has been handled, so no reply was lost.
             self._send(connection.send_close, None if received.code == 1005 else received.code, "")
 
-    def _hook_failed(self, exc: Exception) -> None:
-        """Log a hook's exception with its traceback and close the connection with 1011."""
+    def _hook_failed(self, exc: BaseException) -> None:
+        """Log a hook's exception with its traceback and close the connection with 1011.
+
+        A ``CancelledError`` is a failure too when it escapes a hook without
+        the session having been cancelled (a hook awaited a cancelled task).
+        """
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+            raise exc
         logger.error("WebSocket view %s failed", type(self).__name__, exc_info=exc)
         reason = f"{type(exc).__name__}: {exc}" if self.DEBUG else "Internal error"
         if self._connection is not None:
