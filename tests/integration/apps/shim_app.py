@@ -93,7 +93,7 @@ class Shim(WebSocketView):
         try:
             await asyncio.wait_for(slow(), timeout=0.1)
             timed_out = False
-        except asyncio.TimeoutError:
+        except TimeoutError:
             timed_out = True
         return {"fast": fast, "timed_out": timed_out, "elapsed": time.monotonic() - started, "inner": inner_saw}
 
@@ -408,7 +408,7 @@ class Shim(WebSocketView):
         try:
             await asyncio.wait_for(finalized.wait(), 2)
             was_finalized = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             was_finalized = False
         return {"finalized": was_finalized, "finalized_on_own_loop": finalized_on == [id(loop)]}
 
