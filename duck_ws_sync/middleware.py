@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .protocol import InvalidHandshake, Response
-from .request import WebSocketRequest
+from .request import WebSocketRequest, wsgi_to_text
 from .urls import URLPattern, resolve
 
 __all__ = ["WebSocketMiddleware"]
@@ -51,7 +52,7 @@ class WebSocketMiddleware:
         self.urlpatterns = list(urlpatterns)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        found = resolve(self.urlpatterns, environ.get("PATH_INFO", ""))
+        found = resolve(self.urlpatterns, wsgi_to_text(environ.get("PATH_INFO", "")))
         if found is None:
             if self.app is None:
                 return _respond(start_response, InvalidHandshake(404, "Not Found").response())
@@ -77,6 +78,8 @@ class WebSocketMiddleware:
             error = InvalidHandshake(500, f"This server cannot serve WebSockets; use {SUPPORTED_SERVERS}")
             return _respond(start_response, error.response())
         sock = taken.socket
+        if taken.close_socket is False:
+            _close_sessions_on_worker_exit()
         try:
             sock.sendall(handshake.response.serialize())
         except OSError as exc:
@@ -91,6 +94,33 @@ class WebSocketMiddleware:
             if taken.close_socket:
                 sock.close()
         return taken.result
+
+
+_shutdown_hook_installed = False
+
+
+def _close_sessions_on_worker_exit() -> None:
+    """On gunicorn's graceful shutdown (SIGTERM), close every WebSocket with 1001 first.
+
+    The worker then waits up to ``graceful_timeout`` for the connections to
+    end; the sessions end within a round trip, so every ``on_close`` runs.
+    """
+    global _shutdown_hook_installed  # noqa: PLW0603 (once per worker process)
+    if _shutdown_hook_installed:
+        return
+    _shutdown_hook_installed = True
+    import gevent  # noqa: PLC0415 (the view layer has it loaded already)
+
+    from .views import close_all  # noqa: PLC0415
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        gevent.spawn(close_all, 1001, "Server shutting down")
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _respond(start_response: StartResponse, response: Response) -> list[bytes]:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from .protocol import Headers, Request
 
-__all__ = ["WebSocketRequest"]
+__all__ = ["WebSocketRequest", "wsgi_to_text"]
 
 
 class WebSocketRequest:
@@ -27,7 +27,7 @@ class WebSocketRequest:
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self.environ = environ
         self.method: str = environ.get("REQUEST_METHOD", "GET")
-        self.path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        self.path: str = wsgi_to_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         self.query_string: str = environ.get("QUERY_STRING", "")
         self.headers = Headers(_headers_from_environ(environ))
 
@@ -67,11 +67,20 @@ class WebSocketRequest:
 
     def to_handshake_request(self) -> Request:
         """The request as the protocol core's handshake validates it."""
-        target = self.path + (f"?{self.query_string}" if self.query_string else "")
+        path = self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", "")
+        target = path + (f"?{self.query_string}" if self.query_string else "")
         return Request(self.method, target, self.headers, self.environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
 
     def __repr__(self) -> str:
         return f"<WebSocketRequest {self.method} {self.path!r}>"
+
+
+def wsgi_to_text(value: str) -> str:
+    """Decode a WSGI "bytes as latin-1" string (PEP 3333) as the UTF-8 the client sent."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def _headers_from_environ(environ: Mapping[str, Any]) -> list[tuple[str, str]]:

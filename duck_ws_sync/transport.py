@@ -352,6 +352,7 @@ class Transport:
             self._pong_deadline = math.inf
             self._ping_interval = self._setting("PING_INTERVAL")
             self._next_ping = time.monotonic() + self._ping_interval
+            self._wake_watchdog.set()
 
     def _watch(self) -> None:
         receive_timeout = self._setting("RECEIVE_TIMEOUT")
@@ -370,6 +371,11 @@ class Transport:
                     return
                 wake_at = self._closing_since + close_timeout
             else:
+                if self.inbox.full:
+                    # We stopped reading (backpressure): silence is ours, not the client's.
+                    self.last_frame_at = now
+                    if self._pong_deadline != math.inf:
+                        self._pong_deadline = now + pong_timeout
                 if now >= self.last_frame_at + receive_timeout:
                     logger.info("no frame received for %s s: closing", receive_timeout)
                     if not self.close(1001, "receive timeout"):

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import socket
+import weakref
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any, ClassVar
 
@@ -35,7 +36,7 @@ from .protocol.frames import parse_close, serialize_close
 from .request import WebSocketRequest
 from .transport import END, Inbox, Transport
 
-__all__ = ["SendResult", "WebSocketView"]
+__all__ = ["SendResult", "WebSocketView", "close_all"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -80,7 +81,7 @@ class SendResult(Coroutine[Any, Any, bool]):
 
 
 def _accepts_frame(on_close: Callable[..., Any]) -> bool:
-    """Tell whether an ``on_close`` override takes the Close frame (Duck's two signatures)."""
+    """Tell whether an ``on_close`` function (unbound) takes the Close frame (Duck's two signatures)."""
     try:
         parameters = list(inspect.signature(on_close).parameters.values())
     except (TypeError, ValueError):
@@ -313,10 +314,12 @@ class WebSocketView:
         self._loop = loop = GreenletEventLoop()
         inbox = Inbox(loop, self.RECEIVE_QUEUE_SIZE)
         self._transport = transport = Transport(sock, self._connection, inbox, initial_data, self)
+        _OPEN_VIEWS.add(self)
         try:
             transport.start(loop)
             loop.run_until_complete(self._run_session(inbox))
         finally:
+            _OPEN_VIEWS.discard(self)
             # Whatever ended the session (even the worker killing this
             # greenlet), TCP is closed and on_close runs once.
             transport.stop()
@@ -381,11 +384,22 @@ class WebSocketView:
             self.close_code, self.close_reason = connection.close_sent.code, connection.close_sent.reason
         else:
             self.close_code = 1006
-        hook = self.on_close(frame) if _accepts_frame(self.on_close) else self.on_close()
+        hook = self.on_close(frame) if _accepts_frame(type(self).on_close) else self.on_close()
         try:
             await hook
         except Exception:
             logger.exception("on_close of WebSocket view %s failed", type(self).__name__)
+
+
+_OPEN_VIEWS: weakref.WeakSet[WebSocketView] = weakref.WeakSet()
+
+
+def close_all(code: int = 1001, reason: str = "Server shutting down") -> int:
+    """Start the closing handshake on every open connection of this process; return how many."""
+    views = [view for view in list(_OPEN_VIEWS) if view.state is State.OPEN]
+    for view in views:
+        view.send_close(code, reason)
+    return len(views)
 
 
 def _never(*args: Any) -> None:
