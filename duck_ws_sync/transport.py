@@ -96,8 +96,14 @@ class Inbox:
         self._loop.call_soon_threadsafe(_nothing)
 
     def clear(self) -> None:
-        """Drop every item and unblock the reader (the view will not read them)."""
+        """Drop the queued messages (the view will not read them) and unblock the reader.
+
+        ``END`` stays: the session still has to learn that reading is over.
+        """
+        ended = END in self._items
         self._items.clear()
+        if ended:
+            self._items.append(END)
         self._space.set()
 
 
