@@ -121,7 +121,7 @@ class Transport:
         initial_data: Bytes the server read past the upgrade request.
         settings: Timeouts and heartbeat settings, by attribute:
             ``PING_INTERVAL``, ``PONG_TIMEOUT``, ``MAX_BACKOFF``,
-            ``RECEIVE_TIMEOUT`` and ``CLOSE_TIMEOUT`` (seconds; None or 0
+            ``RECEIVE_TIMEOUT``, ``SEND_TIMEOUT`` and ``CLOSE_TIMEOUT`` (seconds; None or 0
             turns a feature off).
     """
 
@@ -146,6 +146,9 @@ class Transport:
         self._ping_payload: bytes | None = None
         self._pong_deadline = math.inf
         self._missed_pongs = 0
+        send_timeout = self._setting("SEND_TIMEOUT")
+        # Sends block at most SEND_TIMEOUT; reads ignore the socket's timeout.
+        sock.settimeout(None if send_timeout == math.inf else send_timeout)
         self._ping_interval = self._setting("PING_INTERVAL")
         self._next_ping = time.monotonic() + self._ping_interval
         self._greenlets: list[gevent.Greenlet] = []
@@ -213,6 +216,12 @@ class Transport:
         try:
             for chunk in connection.data_to_send():
                 self.socket.sendall(chunk)
+        except TimeoutError:
+            # The client stopped reading. A frame may be half written, so
+            # nothing more can go on this stream: drop TCP.
+            logger.info("send timed out after %s s: dropping the connection", self._settings.SEND_TIMEOUT)
+            self.abort()
+            return False
         except OSError as exc:
             logger.debug("connection lost while sending: %s", exc)
             self.abort()
@@ -280,6 +289,8 @@ class Transport:
                 while not self._reading_done:
                     try:
                         size = self.socket.recv_into(self._buffer)
+                    except TimeoutError:
+                        continue  # the socket's timeout is for sends (SEND_TIMEOUT)
                     except OSError as exc:
                         logger.debug("connection lost while reading: %s", exc)
                         size = 0

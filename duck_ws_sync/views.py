@@ -111,6 +111,9 @@ class WebSocketView:
             decompression (1009 beyond).
         CLOSE_TIMEOUT: Seconds to wait for the client's side of a closing
             handshake before dropping TCP.
+        SEND_TIMEOUT: Seconds a send may wait for a client that does not
+            read; then TCP is dropped (a half-written frame cannot be
+            followed by anything) and the send returns False (None: wait forever).
         ALLOWED_ORIGINS: Browser origins that may connect: None for the
             same origin as the ``Host`` header only, or a list of origins,
             globs (``https://*.example.com``) or compiled regexes; ``["*"]``
@@ -132,6 +135,7 @@ class WebSocketView:
     MAX_FRAME_SIZE: ClassVar[int] = 1 * MiB
     MAX_MESSAGE_SIZE: ClassVar[int] = 16 * MiB
     CLOSE_TIMEOUT: ClassVar[float] = 10
+    SEND_TIMEOUT: ClassVar[float | None] = 10
     ALLOWED_ORIGINS: ClassVar[Sequence[Any] | None] = None
     SUBPROTOCOLS: ClassVar[Sequence[str]] = ()
     COMPRESSION: ClassVar[PerMessageDeflate | None] = PerMessageDeflate()

@@ -1,0 +1,221 @@
+"""The examples, served by gunicorn's gevent worker and by gevent.pywsgi, with websocket-client as the browser.
+
+The guide examples are Duck's documentation code: these tests check that
+they behave as Duck's guide says. Each server is started once per module and
+per server kind, so the chat servers keep their clients from one test to the
+next; the tests only rely on what their own clients receive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import struct
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import websocket
+
+from tests.integration.conftest import ROOT, Server, serve
+
+pytestmark = pytest.mark.timeout(30)
+
+TIMEOUT = 5.0
+# What the server logs when a hook raises (the view layer logs it, then closes with 1011).
+HOOK_FAILED = re.compile(r"WebSocket view \w+ failed|Traceback")
+
+
+@pytest.fixture(scope="module")
+def quick(server_kind: str) -> Iterator[Server]:
+    with serve(server_kind, "examples.guide_quick:app") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def guide_chat(server_kind: str) -> Iterator[Server]:
+    with serve(server_kind, "examples.guide_chat:app") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def notifications(server_kind: str) -> Iterator[Server]:
+    with serve(server_kind, "examples.guide_notifications:app") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chat(server_kind: str) -> Iterator[Server]:
+    """The chat example, started as the README's quickstart starts it (under gunicorn: ``-k gevent``)."""
+    with serve(server_kind, "examples.chat:app") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def connect(server: Server, path: str) -> Iterator[websocket.WebSocket]:
+    ws = websocket.create_connection(server.url(path), timeout=TIMEOUT)
+    try:
+        yield ws
+    finally:
+        ws.close(timeout=1)
+
+
+def close_code(ws: websocket.WebSocket) -> int:
+    """Send a Close 1000, return the code of the server's answer, and close TCP."""
+    ws.send_close(1000)
+    frame = ws.recv_frame()
+    ws.shutdown()
+    assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+    return struct.unpack("!H", frame.data[:2])[0]
+
+
+def no_hook_failed(server: Server) -> None:
+    log = server.log()
+    assert not HOOK_FAILED.search(log), log
+
+
+# Duck's "Quick Example".
+
+
+def test_quick_example_answers_text(quick: Server) -> None:
+    with connect(quick, "/ws/myws") as ws:
+        ws.send("hello")
+        assert ws.recv() == "You sent hello"
+        ws.send("héllo 🦆")
+        assert ws.recv() == "You sent héllo 🦆"
+
+
+def test_quick_example_ignores_binary(quick: Server) -> None:
+    with connect(quick, "/ws/myws") as ws:
+        ws.send_binary(b"\x00\x01 not text")
+        ws.send("after")
+        # Replies come in order: had the binary message been answered, that answer would come first.
+        assert ws.recv() == "You sent after"
+        assert close_code(ws) == 1000
+    no_hook_failed(quick)
+
+
+# Duck's "Simple Chat App".
+
+WELCOME = "👋 Welcome to the chat!"
+
+
+def test_guide_chat_broadcasts_to_the_others(guide_chat: Server) -> None:
+    with connect(guide_chat, "/ws/chat") as a, connect(guide_chat, "/ws/chat") as b:
+        assert a.recv() == WELCOME
+        assert b.recv() == WELCOME
+        a.send("hello from A")
+        assert b.recv() == "User: hello from A"
+        b.send("hello from B")
+        # A's next message is B's: A was not sent its own.
+        assert a.recv() == "User: hello from B"
+
+
+def test_guide_chat_forgets_closed_clients(guide_chat: Server) -> None:
+    with connect(guide_chat, "/ws/chat") as a, connect(guide_chat, "/ws/chat") as b:
+        leaving = websocket.create_connection(guide_chat.url("/ws/chat"), timeout=TIMEOUT)
+        dropped = websocket.create_connection(guide_chat.url("/ws/chat"), timeout=TIMEOUT)
+        for ws in (a, b, leaving, dropped):
+            assert ws.recv() == WELCOME
+        assert close_code(leaving) == 1000  # a closing handshake
+        dropped.shutdown()  # TCP gone without a Close (1006)
+        time.sleep(0.3)  # let the server see both ends and run on_close
+        for n in range(3):
+            a.send(f"still here {n}")
+            assert b.recv() == f"User: still here {n}"
+        b.send("me too")
+        assert a.recv() == "User: me too"
+    # on_close (connected_clients.remove) ran once per connection, and no broadcast failed.
+    no_hook_failed(guide_chat)
+
+
+# Duck's "Live Notifications".
+
+
+def test_notifications_arrive_every_five_seconds(notifications: Server) -> None:
+    with connect(notifications, "/ws/notifications") as ws:
+        started = time.monotonic()
+        ws.settimeout(8)
+        assert ws.recv() == "🔔 Notification #1"
+        assert time.monotonic() - started >= 4.5  # not before the first 5 s sleep
+    no_hook_failed(notifications)
+
+
+# The chat example (examples/chat), the README's quickstart.
+
+
+def chat_message(ws: websocket.WebSocket) -> dict[str, str]:
+    """The next message from someone, skipping system notices (clients of other tests join and leave)."""
+    while True:
+        message = json.loads(ws.recv())
+        if message["type"] == "chat":
+            return message
+
+
+def system_notice(ws: websocket.WebSocket, pattern: str) -> str:
+    """The next system notice that matches ``pattern``."""
+    while True:
+        message = json.loads(ws.recv())
+        assert message["type"] == "system", message
+        if re.fullmatch(pattern, message["text"]):
+            return message["text"]
+
+
+def welcome(ws: websocket.WebSocket) -> str:
+    """Read the welcome notice; return the name it gives."""
+    message = json.loads(ws.recv())
+    assert message["type"] == "system"
+    found = re.fullmatch(r"👋 Welcome to the chat, (User \d+)! \d+ online\.", message["text"])
+    assert found, message
+    return found.group(1)
+
+
+def test_chat_serves_the_page(chat: Server) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{chat.port}/", timeout=TIMEOUT) as response:
+        assert response.status == 200
+        assert response.headers.get_content_type() == "text/html"
+        page = response.read().decode("utf-8")
+    assert "new WebSocket(" in page
+    assert '"/ws/chat"' in page
+    assert "textContent" in page
+
+
+def test_chat_other_paths_are_not_found(chat: Server) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"http://127.0.0.1:{chat.port}/nowhere", timeout=TIMEOUT)
+    assert caught.value.code == 404
+
+
+def test_chat_two_clients_talk(chat: Server) -> None:
+    with connect(chat, "/ws/chat") as a:
+        name_a = welcome(a)
+        with connect(chat, "/ws/chat") as b:
+            name_b = welcome(b)
+            assert name_a != name_b
+            system_notice(a, re.escape(f"{name_b} joined"))
+            a.send("hi <b>there</b>")
+            assert chat_message(b) == {"type": "chat", "name": name_a, "text": "hi <b>there</b>"}
+            b.send("hello")
+            # A's next chat message is B's: A was not sent its own.
+            assert chat_message(a) == {"type": "chat", "name": name_b, "text": "hello"}
+            assert close_code(b) == 1000
+        # on_close took B out before telling the others.
+        system_notice(a, re.escape(f"{name_b} left"))
+        with connect(chat, "/ws/chat") as c:
+            welcome(c)
+            a.send("still here")
+            assert chat_message(c) == {"type": "chat", "name": name_a, "text": "still here"}
+    no_hook_failed(chat)
+
+
+def test_readme_quickstart_serves_this_example() -> None:
+    """The README's first quickstart command runs the app that the fixtures above serve, as they serve it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Quickstart\n.*?```(?:bash|sh|console)\n(.*?)```", readme, re.DOTALL)
+    assert block, "README.md has no Quickstart block"
+    run, test = block.group(1).strip().splitlines()
+    assert run.endswith("python3 -m gunicorn -k gevent -b 127.0.0.1:8000 examples.chat:app")
+    assert test.split("#")[0].strip() == "python3 -m pip install -e '.[test]' && python3 -m pytest"
