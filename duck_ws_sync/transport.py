@@ -214,8 +214,19 @@ class Transport:
             self._closing_since = time.monotonic()
             self._wake_watchdog.set()
         try:
+            raw_send = self._raw_socket.send if self._inline else None
             for chunk in connection.data_to_send():
-                self.socket.sendall(chunk)
+                if raw_send is not None:
+                    # One send() is enough for a small frame: gevent's sendall
+                    # costs a getsockopt(SO_SNDBUF) and four Python frames.
+                    try:
+                        sent = raw_send(chunk)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent < len(chunk):
+                        self.socket.sendall(memoryview(chunk)[sent:])
+                else:
+                    self.socket.sendall(chunk)
         except TimeoutError:
             # The client stopped reading. A frame may be half written, so
             # nothing more can go on this stream: drop TCP.
@@ -265,18 +276,19 @@ class Transport:
         if not self._standby_reading and not self._reading_done:
             self._standby_go.set()
 
-    def read_inline(self) -> None:
-        """Read what the socket has, without blocking, in the loop's greenlet."""
+    def read_inline(self) -> bool:
+        """Read what the socket has, without blocking, in the loop's greenlet; False if nothing was read."""
         if not self.can_read_inline():
-            return
+            return False
         try:
             size = self._raw_socket.recv_into(self._buffer)
         except BlockingIOError:
-            return
+            return False
         except OSError as exc:
             logger.debug("connection lost while reading: %s", exc)
             size = 0
         self._receive(self._buffer[:size] if size else None, wait=False)
+        return True
 
     def _standby(self) -> None:
         while True:
