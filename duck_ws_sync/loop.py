@@ -113,7 +113,6 @@ class _Wakeup:
     def __init__(self) -> None:
         self._hub = gevent.get_hub()
         self._waiter: Waiter | None = None
-        self.waiting = False
         self._busy_iterations = 0
         self.reader: InlineReader | None = None
         self._watcher: Any = None
@@ -153,11 +152,9 @@ class _Wakeup:
         if timeout is not None:
             timer = self._hub.loop.timer(timeout)
             timer.start(waiter.switch, False)
-        self.waiting = True
         try:
             readable = waiter.get()
         finally:
-            self.waiting = False
             self._waiter = None
             if watching:
                 self._watcher.stop()
@@ -166,9 +163,14 @@ class _Wakeup:
             if reader is not None:
                 reader.set_loop_idle(False)
                 setattr(current, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
-        if readable and reader is not None:
+        if readable and reader is not None and reader.can_read_inline():
             reader.read_inline()
         return []
+
+    @property
+    def waiting(self) -> bool:
+        """True while the loop's greenlet sleeps here (and no wake-up is on its way)."""
+        return self._waiter is not None
 
     def wake(self) -> None:
         waiter = self._waiter

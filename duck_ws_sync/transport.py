@@ -277,9 +277,10 @@ class Transport:
             self._standby_go.set()
 
     def read_inline(self) -> bool:
-        """Read what the socket has, without blocking, in the loop's greenlet; False if nothing was read."""
-        if not self.can_read_inline():
-            return False
+        """Read what the socket has, without blocking, in the loop's greenlet; False if nothing was read.
+
+        The caller checked ``can_read_inline`` first.
+        """
         try:
             size = self._raw_socket.recv_into(self._buffer)
         except BlockingIOError:

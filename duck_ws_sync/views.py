@@ -17,7 +17,6 @@ import weakref
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any, ClassVar
 
-from .exceptions import LocalProtocolError
 from .loop import GreenletEventLoop
 from .protocol import (
     MAGIC_STRING,
@@ -215,25 +214,24 @@ class WebSocketView:
 
     # Sending: safe from any greenlet; each frame is written whole.
 
-    def _send(self, action: Callable[..., None], *args: Any) -> SendResult:
+    def _send(self, method: str, *args: Any) -> SendResult:
+        """Call the core's sending ``method`` through the transport (which writes the frames)."""
         transport = self._transport
         if transport is None:
             logger.debug("not sending: the connection is not open")
             return SendResult(False)
-        return SendResult(transport.send(action, *args))
+        return SendResult(transport.send(getattr(transport.connection, method), *args))
 
     def send(self, data: str | bytes, opcode: int = OpCode.TEXT) -> SendResult:
         """Send a text (``str``, or UTF-8 bytes) or binary message.
 
         Messages larger than ``MAX_FRAME_SIZE`` are sent in fragments of that size.
         """
-        if self._connection is None:
-            return self._send(_never)
         if opcode == OpCode.TEXT:
-            return self._send(self._connection.send_text, data, self.MAX_FRAME_SIZE)
+            return self._send("send_text", data, self.MAX_FRAME_SIZE)
         if isinstance(data, str):
             data = data.encode("utf-8")
-        return self._send(self._connection.send_message, OpCode(opcode), data, self.MAX_FRAME_SIZE)
+        return self._send("send_message", OpCode(opcode), data, self.MAX_FRAME_SIZE)
 
     def send_text(self, data: str) -> SendResult:
         """Send a text message."""
@@ -241,7 +239,7 @@ class WebSocketView:
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> SendResult:
         """Send a binary message."""
-        return self.send(bytes(data) if not isinstance(data, bytes) else data, OpCode.BINARY)
+        return self._send("send_message", OpCode.BINARY, data, self.MAX_FRAME_SIZE)
 
     def send_json(self, data: Any) -> SendResult:
         """Send ``data`` encoded as JSON in a text message."""
@@ -249,15 +247,11 @@ class WebSocketView:
 
     def send_ping(self, data: bytes = b"") -> SendResult:
         """Send a Ping (at most 125 bytes)."""
-        if self._connection is None:
-            return self._send(_never)
-        return self._send(self._connection.send_ping, data)
+        return self._send("send_ping", data)
 
     def send_pong(self, data: bytes = b"") -> SendResult:
         """Send an unsolicited Pong (at most 125 bytes)."""
-        if self._connection is None:
-            return self._send(_never)
-        return self._send(self._connection.send_pong, data)
+        return self._send("send_pong", data)
 
     def send_close(self, code: int = 1000, reason: str = "") -> SendResult:
         """Start the closing handshake; the session ends when the client answers or at ``CLOSE_TIMEOUT``.
@@ -265,9 +259,7 @@ class WebSocketView:
         Messages still queued for ``on_receive`` are dropped: after our Close
         the client's data is discarded (RFC 6455 §7.1.1).
         """
-        if self._connection is None:
-            return self._send(_never)
-        return self._send(self._connection.send_close, code, reason)
+        return self._send("send_close", code, reason)
 
     def send_frame(self, frame: Frame) -> SendResult:
         """Send a Duck ``Frame``: a whole data message or a control frame.
@@ -357,7 +349,7 @@ class WebSocketView:
         if received is not None and connection.close_sent is None:
             # RFC 6455 §5.5.1: echo the client's code. Every message that came
             # before its Close has been handled, so no reply was lost.
-            self._send(connection.send_close, None if received.code == 1005 else received.code, "")
+            self._send("send_close", None if received.code == 1005 else received.code, "")
 
     def _hook_failed(self, exc: BaseException) -> None:
         """Log a hook's exception with its traceback and close the connection with 1011.
@@ -370,8 +362,7 @@ class WebSocketView:
             raise exc
         logger.error("WebSocket view %s failed", type(self).__name__, exc_info=exc)
         reason = f"{type(exc).__name__}: {exc}" if self.DEBUG else "Internal error"
-        if self._connection is not None:
-            self._send(self._connection.send_close, 1011, reason)
+        self._send("send_close", 1011, reason)
 
     async def _closed(self) -> None:
         if self._closed_handled:
@@ -404,7 +395,3 @@ def close_all(code: int = 1001, reason: str = "Server shutting down") -> int:
     for view in views:
         view.send_close(code, reason)
     return len(views)
-
-
-def _never(*args: Any) -> None:
-    raise LocalProtocolError("the connection is not open")
