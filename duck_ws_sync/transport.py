@@ -143,7 +143,9 @@ class Transport:
         self._broken = False  # the socket failed or was aborted
         self.last_frame_at = time.monotonic()
         self._closing_since: float | None = None
-        self._ping_payload: bytes | None = None
+        self._ping_payload: bytes | None = None  # the heartbeat's
+        # The view's own pings, oldest first: payload -> (waiter, sent at).
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._pong_deadline = math.inf
         self._missed_pongs = 0
         send_timeout = self._setting("SEND_TIMEOUT")
@@ -186,6 +188,10 @@ class Transport:
         """Stop the helper greenlets (the session is over)."""
         self._reading_done = True
         gevent.killall(self._greenlets, block=False)
+        pings, self._pings = self._pings, {}
+        for waiter, _ in pings.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("the connection closed before the Pong arrived"))
 
     # Writing.
 
@@ -373,7 +379,38 @@ class Transport:
 
     # Heartbeat and timeouts.
 
+    def ping(self, payload: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[float]:
+        """Send a Ping; the future gets the round trip in seconds when its Pong arrives.
+
+        Raises:
+            ValueError: If a ping with the same payload is still unanswered.
+        """
+        if payload in self._pings:
+            raise ValueError("a ping with this payload is already waiting for its Pong")
+        waiter: asyncio.Future[float] = loop.create_future()
+        # Waiting before the Ping is written: the Pong may be read while we write.
+        self._pings[payload] = (waiter, time.monotonic())
+        try:
+            sent = self.send(self.connection.send_ping, payload)
+        except BaseException:
+            del self._pings[payload]
+            raise
+        if not sent:
+            del self._pings[payload]
+            waiter.set_exception(ConnectionError("the connection is not open"))
+        return waiter
+
     def _receive_pong(self, payload: bytes) -> None:
+        if payload in self._pings:
+            # A Pong answers its Ping and every earlier one: a client may
+            # answer only the latest of several (RFC 6455 §5.5.3).
+            now = time.monotonic()
+            for key in list(self._pings):
+                waiter, sent_at = self._pings.pop(key)
+                if not waiter.done():
+                    waiter.set_result(now - sent_at)
+                if key == payload:
+                    break
         # Only the Pong that answers our latest Ping counts (RFC 6455 §5.5.3
         # allows unsolicited Pongs, which say nothing about our Ping).
         if self._ping_payload is not None and payload == self._ping_payload:

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import socket
 import weakref
 from collections.abc import Callable, Coroutine, Generator, Sequence
@@ -248,6 +249,21 @@ class WebSocketView:
     def send_ping(self, data: bytes = b"") -> SendResult:
         """Send a Ping (at most 125 bytes)."""
         return self._send("send_ping", data)
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a Ping and wait for the client's Pong; return the round trip in seconds.
+
+        ``data`` (at most 125 bytes) defaults to 4 random bytes. The heartbeat
+        (``PING_INTERVAL``) runs apart from this and needs no call.
+
+        Raises:
+            ConnectionError: If the connection is not open, or closes before the Pong.
+            ValueError: If a ping with the same ``data`` is still unanswered.
+        """
+        transport, loop = self._transport, self._loop
+        if transport is None or loop is None:
+            raise ConnectionError("the connection is not open")
+        return await transport.ping(os.urandom(4) if data is None else bytes(data), loop)
 
     def send_pong(self, data: bytes = b"") -> SendResult:
         """Send an unsolicited Pong (at most 125 bytes)."""

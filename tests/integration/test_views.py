@@ -707,6 +707,50 @@ def test_unsolicited_pong_or_pong_with_wrong_payload_does_not_count(server):
         answer_close(client, 1001)
 
 
+def test_view_ping_waits_for_the_pong_with_its_own_payload(server):
+    with raw_client(server, "/ws/pinger") as client:
+        client.send_frame(TEXT, b"1 hello")
+        assert client.read_frame() == (True, False, PING, b"hello")
+        client.send_frame(PONG, b"unsolicited")
+        client.send_frame(PONG, b"hellO")
+        client.send_frame(PING, b"between")
+        # The ping is still waiting: the server answers our Ping and reports nothing.
+        assert client.read_frame() == (True, False, PONG, b"between")
+        client.send_frame(PONG, b"hello")
+        assert client.read_frame() == (True, False, TEXT, b"[true]")
+
+
+def test_view_ping_is_answered_by_the_pong_of_a_later_ping(server):
+    # RFC 6455 §5.5.3: a client may answer only the latest of several pings.
+    with raw_client(server, "/ws/pinger") as client:
+        client.send_frame(TEXT, b"3 one two three")
+        assert [client.read_frame()[3] for _ in range(3)] == [b"one", b"two", b"three"]
+        client.send_frame(PONG, b"three")
+        assert client.read_frame() == (True, False, TEXT, b"[true, true, true]")
+
+
+def test_view_ping_with_a_payload_already_waiting_is_refused(server):
+    with raw_client(server, "/ws/pinger") as client:
+        client.send_frame(TEXT, b"2 same same")
+        assert client.read_frame() == (True, False, PING, b"same")
+        refused = b"failed: ValueError: a ping with this payload is already waiting for its Pong"
+        assert client.read_frame() == (True, False, TEXT, refused)
+        client.send_frame(PONG, b"same")
+        client.send_close(1000)
+        assert client.read_close() == (1000, b"")
+
+
+def test_view_ping_fails_with_connection_error_when_the_connection_closes_first(server):
+    key = new_id()
+    with raw_client(server, f"/ws/ping-until-closed?id={key}") as client:
+        assert client.read_frame() == (True, False, PING, b"never answered")
+        client.send_close(1000)
+        assert client.read_close() == (1000, b"")
+    recorded = served(server, key)
+    (failed,) = named(recorded, "ping_failed")
+    assert failed["error"] == "the connection closed before the Pong arrived"
+
+
 def test_receive_timeout_closes_a_silent_client_with_1001(server):
     with raw_client(server, "/ws/receive-timeout") as client:
         started = time.monotonic()

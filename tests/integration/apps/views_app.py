@@ -369,6 +369,36 @@ class Heartbeat(WebSocketView):
         await self.send(data, opcode)
 
 
+class Pinger(WebSocketView):
+    """``ping()`` on request: a text ``N payload...`` sends N pings, then reports their round trips."""
+
+    PING_INTERVAL = None
+
+    async def on_receive(self, data: bytes, opcode: int) -> None:
+        count, *payloads = data.split()
+        waiters = [asyncio.ensure_future(self.ping(payload)) for payload in payloads[: int(count)]]
+        try:
+            rtts = await asyncio.gather(*waiters)
+        except Exception as exc:  # reported to the test
+            await self.send_text(f"failed: {type(exc).__name__}: {exc}")
+        else:
+            await self.send_json([rtt >= 0 for rtt in rtts])
+
+
+class PingUntilClosed(Observed):
+    """Pings once the connection opened and records how ``ping()`` ended."""
+
+    async def on_open(self) -> None:
+        await super().on_open()
+        create_task(self._ping_once())
+
+    async def _ping_once(self) -> None:
+        try:
+            await self.ping(b"never answered")
+        except ConnectionError as exc:
+            record(self.key, "ping_failed", error=str(exc))
+
+
 class Failing(Observed):
     """``?where=open`` raises in on_open; otherwise each message raises in on_receive."""
 
@@ -486,6 +516,8 @@ urlpatterns = [
     path("/ws/flood", Flood),
     path("/ws/send-after-close", SendAfterClose),
     path("/ws/heartbeat", Heartbeat),
+    path("/ws/pinger", Pinger),
+    path("/ws/ping-until-closed", PingUntilClosed),
     path("/ws/failing", Failing),
     path("/ws/failing-debug", FailingDebug),
     path("/ws/tasks", Tasks),
