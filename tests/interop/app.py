@@ -13,6 +13,8 @@ real chat page and reaches the test routes from the same origin.
 - ``/ws/interop/send?size=N``: sends a text and a binary message of N bytes
   in 64 KiB frames (compressed first where negotiated), then a JSON text
   describing both and whether they were compressed.
+- ``GET /interop/broken``: the chat page with a mistake in its script, to
+  show that the browser test fails on a broken page.
 - ``GET /interop/closed?id=X``: waits (up to 10 s) until the echo connection
   with ``?id=X`` has run ``on_close``, and answers what it saw as JSON.
 
@@ -97,9 +99,15 @@ def closed(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [body]
 
 
+BROKEN_PAGE = chat.PAGE.replace(b"new WebSocket(", b"new WebSockt(")
+
+
 def site(environ: dict[str, Any], start_response: Any) -> Any:
     if environ["PATH_INFO"] == "/interop/closed":
         return closed(environ, start_response)
+    if environ["PATH_INFO"] == "/interop/broken":
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [BROKEN_PAGE]
     return chat.app(environ, start_response)
 
 
@@ -107,5 +115,8 @@ ROUTES = {"echo": Echo, "ping": Ping, "close": Close, "send": Send}
 app = WebSocketMiddleware(
     site,
     [path(f"/ws/interop/{name}", view) for name, view in ROUTES.items()]
-    + [path(f"/ws/interop/plain/{name}", type(view.__name__, (view,), {"COMPRESSION": None})) for name, view in ROUTES.items()],
+    + [
+        path(f"/ws/interop/plain/{name}", type(view.__name__, (view,), {"COMPRESSION": None}))
+        for name, view in ROUTES.items()
+    ],
 )

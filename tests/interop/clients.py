@@ -10,6 +10,7 @@ process; Node's ws and Chromium run in Node, driven over JSON lines
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import select
 import shutil
@@ -263,7 +264,9 @@ def _closed(frame: Any) -> Received:
     return Received("close", code=frame.code, reason=frame.reason)
 
 
-def websockets_client(settings: str, expected_params: tuple[tuple[str, int | None], ...] = (), **options: Any) -> Client:
+def websockets_client(
+    settings: str, expected_params: tuple[tuple[str, int | None], ...] = (), **options: Any
+) -> Client:
     return Client(
         "websockets",
         settings,
@@ -299,7 +302,7 @@ class AiohttpConnection(AsyncioConnection):
 
     def receive(self) -> Received:
         message = self.run(self.ws.receive())
-        if message.type == aiohttp.WSMsgType.TEXT or message.type == aiohttp.WSMsgType.BINARY:
+        if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
             return Received.message(message.data)
         if message.type == aiohttp.WSMsgType.CLOSE:
             return Received("close", code=message.data, reason=message.extra or "")
@@ -341,14 +344,14 @@ class NodeDriver:
             bufsize=1,
         )
 
-    def call(self, op: str, timeout: float = TIMEOUT, **args: Any) -> Any:
+    def call(self, op: str, /, answer_within: float = TIMEOUT, **args: Any) -> Any:
         process = self.process
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(json.dumps({"op": op, **args}) + "\n")
         process.stdin.flush()
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        ready, _, _ = select.select([process.stdout], [], [], answer_within)
         if not ready:
-            raise TimeoutError(f"{op} did not answer within {timeout} s")
+            raise TimeoutError(f"{op} did not answer within {answer_within} s")
         line = process.stdout.readline()
         if not line:
             raise RuntimeError(f"the Node client ended (exit {process.wait(5)}): {self._stderr()}")
@@ -429,7 +432,7 @@ class Browser:
         self.driver = NodeDriver("browser.mjs", executable)
         self._pages: dict[str, int] = {}
 
-    def call(self, op: str, **args: Any) -> Any:
+    def call(self, op: str, /, **args: Any) -> Any:
         return self.driver.call(op, **args)
 
     def page(self, origin: str) -> int:
@@ -445,22 +448,16 @@ class Browser:
         self.driver.stop()
 
 
-_browser: Browser | None = None
-
-
+@functools.cache
 def browser() -> Browser:
     """The one Chromium of the run, started on first use."""
-    global _browser
-    if _browser is None:
-        _browser = Browser()
-    return _browser
+    return Browser()
 
 
 def stop_browser() -> None:
-    global _browser
-    if _browser is not None:
-        _browser.stop()
-        _browser = None
+    if browser.cache_info().currsize:
+        browser().stop()
+        browser.cache_clear()
 
 
 def chromium(compression: bool) -> Client:

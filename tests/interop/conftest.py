@@ -70,7 +70,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         detail = ", ".join(f"{value}" for key, value in callspec.params.items() if key not in ("client", "server"))
         result = "skipped" if report.skipped else "passed" if report.passed else f"failed {detail}".strip()
         _RESULTS[client.id, marker.args[0]][callspec.params["server"]].append(result)
-        _ANSWERS.update({client.id: value for name, value in report.user_properties if name == "extensions"})
+        for name, value in report.user_properties:
+            if name == "extensions":
+                _ANSWERS[client.id] = value
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -85,7 +87,9 @@ def _cell(results: dict[str, list[str]]) -> str:
     outcomes = [outcome for kind in SERVER_KINDS for outcome in results[kind]]
     if all(outcome == "skipped" for outcome in outcomes):
         return "n/a"
-    failed = [f"{kind}: {outcome}" for kind in SERVER_KINDS for outcome in results[kind] if outcome.startswith("failed")]
+    failed = [
+        f"{kind}: {outcome}" for kind in SERVER_KINDS for outcome in results[kind] if outcome.startswith("failed")
+    ]
     if failed:
         return "FAILED (" + "; ".join(failed) + ")"
     passed = sum(outcome == "passed" for outcome in outcomes)
@@ -104,14 +108,16 @@ def render_table() -> str:
         "says `pass (n/n)` when all its tests passed under both servers (n counts",
         "parameters times servers), `n/a` when the client cannot do it.",
         "",
-        "| Client | Version | Settings | Server's answer | " + " | ".join(_COLUMNS) + " |",
-        "|---" * (len(_COLUMNS) + 4) + "|",
+        "| Client | Version | Settings | Compression | Server's answer | " + " | ".join(_COLUMNS) + " |",
+        "|---" * (len(_COLUMNS) + 5) + "|",
     ]
     for client in _CLIENTS.values():
         cells = [_cell(_RESULTS[client.id, name]) for name in _COLUMNS]
         version = client.version()
-        answer = f"`{_ANSWERS[client.id]}`" if _ANSWERS.get(client.id) else "no compression"
-        lines.append(f"| {client.name} | {version} | {client.settings} | {answer} | " + " | ".join(cells) + " |")
+        compression = "on" if client.compression else "off"
+        answer = f"`{_ANSWERS[client.id]}`" if _ANSWERS.get(client.id) else "(none)"
+        row = [client.name, version, client.settings, compression, answer, *cells]
+        lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
         "The checks:",

@@ -60,12 +60,14 @@ await serve({
     page(id).tab.evaluate(([name, args]) => globalThis.interop[name](args), [name, args]),
 
   // The chat, as a user: wait until the form is enabled, type and send, read the list.
-  waitEnabled: ({ page: id, selector }) => page(id).tab.locator(selector).and(page(id).tab.locator(":enabled")).waitFor(),
+  waitEnabled: ({ page: id, selector, timeout }) =>
+    page(id).tab.locator(`${selector}:enabled`).waitFor({ timeout }),
   type: async ({ page: id, selector, text }) => {
     await page(id).tab.fill(selector, text);
     await page(id).tab.press(selector, "Enter");
   },
-  waitText: ({ page: id, selector, text }) => page(id).tab.locator(selector, { hasText: text }).first().waitFor(),
+  waitText: ({ page: id, selector, text, timeout }) =>
+    page(id).tab.locator(selector, { hasText: text }).first().waitFor({ timeout }),
   texts: ({ page: id, selector }) => page(id).tab.locator(selector).allInnerTexts(),
   screenshot: ({ page: id, path }) => page(id).tab.screenshot({ path, fullPage: true }).then(() => path),
   errors: ({ page: id }) => page(id).errors,
