@@ -112,23 +112,14 @@ def test_compression_is_negotiated_when_offered(server: Server, client: Client, 
         assert seen["extensions"] == ""
 
 
-@column("echo text")
+@column("echo")
 @pytest.mark.parametrize("size", SIZES, ids=size_id)
-def test_echo_text(server: Server, client: Client, size: int) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_echo(server: Server, client: Client, kind: str, size: int) -> None:
     connection = client.connect(server.url("/ws/interop/echo"))
-    sent = connection.send("text", size)
+    sent = connection.send(kind, size)
     assert sent["length"] == size
-    expect_message(connection.receive(), "text", sent)
-    connection.close(1000, "")
-
-
-@column("echo binary")
-@pytest.mark.parametrize("size", SIZES, ids=size_id)
-def test_echo_binary(server: Server, client: Client, size: int) -> None:
-    connection = client.connect(server.url("/ws/interop/echo"))
-    sent = connection.send("binary", size)
-    assert sent["length"] == size
-    expect_message(connection.receive(), "binary", sent)
+    expect_message(connection.receive(), kind, sent)
     connection.close(1000, "")
 
 
