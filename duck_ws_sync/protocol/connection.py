@@ -119,6 +119,7 @@ class ServerConnection:
         protocol_error: The peer's violation that made us close, if any.
         frames_received: How many whole frames have been parsed, so a caller
             can time out a client that sends bytes but never a frame.
+        frames_sent: How many frames have been written to ``data_to_send``.
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class ServerConnection:
         self.close_received: Close | None = None
         self.protocol_error: ProtocolError | None = None
         self.frames_received = 0
+        self.frames_sent = 0
         self._events: list[Event] = []
         self._output: list[bytes | memoryview] = []
         self._buffer = bytearray()
@@ -455,6 +457,7 @@ class ServerConnection:
     def _write(self, opcode: int, payload: bytes | memoryview, fin: bool = True, rsv1: bool = False) -> None:
         # ``payload`` is immutable: bytes, or a view of bytes.
         header = serialize_header(opcode, len(payload), fin, rsv1)
+        self.frames_sent += 1
         if len(payload) <= _JOIN_LIMIT:
             self._output.append(header + payload)
         else:

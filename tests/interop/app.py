@@ -12,7 +12,7 @@ real chat page and reaches the test routes from the same origin.
 - ``/ws/interop/close?code=C&reason=R``: closes with that code and reason.
 - ``/ws/interop/send?size=N``: sends a text and a binary message of N bytes
   in 64 KiB frames (compressed first where negotiated), then a JSON text
-  describing both and whether they were compressed.
+  describing both, the extensions and how many frames each took.
 - ``GET /interop/broken``: the chat page with a mistake in its script, to
   show that the browser test fails on a broken page.
 - ``GET /interop/closed?id=X``: waits (up to 10 s) until the echo connection
@@ -80,9 +80,14 @@ class Send(WebSocketView):
     async def on_open(self) -> None:
         size = int(self.request.query_params["size"])
         text, binary = make("text", size), make("binary", size)
-        await self.send_text(text.decode())
-        await self.send_binary(binary)
-        await self.send_json({"text": describe(text), "binary": describe(binary), "extensions": negotiated(self)})
+        connection = self._connection  # the protocol core, to count frames
+        assert connection is not None
+        report: dict[str, Any] = {"extensions": negotiated(self)}
+        for kind, data in (("text", text), ("binary", binary)):
+            before = connection.frames_sent
+            await (self.send_text(data.decode()) if kind == "text" else self.send_binary(data))
+            report[kind] = {"frames": connection.frames_sent - before, **describe(data)}
+        await self.send_json(report)
 
 
 def closed(environ: dict[str, Any], start_response: Any) -> list[bytes]:

@@ -170,7 +170,8 @@ def test_large_messages_from_the_server_compressed_and_fragmented_decode(server:
     expect_message(text, "text", sent["text"])
     expect_message(binary, "binary", sent["binary"])
     assert sent["text"]["length"] == MiB + 1
-    # Compressed where negotiated: random data stays over 64 KiB a frame's worth, so many frames.
     assert sent["extensions"] == connection.extensions
     assert sent["extensions"].startswith("permessage-deflate") == client.compression
+    # Deflated random data stays far over MAX_FRAME_SIZE (64 KiB): ten frames or more.
+    assert sent["text"]["frames"] >= 10 and sent["binary"]["frames"] >= 10
     connection.close(1000, "")

@@ -514,6 +514,8 @@ class TestSending:
             (False, False, CONTINUATION, b"efgh"),
             (True, False, CONTINUATION, b"ij"),
         ]
+        connection.send_ping(b"p")
+        assert connection.frames_sent == 4
 
     def test_fragment_size_at_least_the_message_sends_one_frame(self):
         connection = ServerConnection()
