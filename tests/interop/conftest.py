@@ -35,6 +35,9 @@ _ANSWERS: dict[str, str] = {}  # client id -> the server's Sec-WebSocket-Extensi
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     with serve(request.param, "tests.interop.app:app") as running:
         yield running
+    # No client, however it behaved, made the server log an error.
+    errors = [line for line in running.output if "Traceback" in line or "ERROR" in line]
+    assert not errors, running.log()
 
 
 @pytest.fixture(scope="session", autouse=True)
