@@ -68,14 +68,15 @@ def _start(kind: str, app: str, extra_args: list[str]) -> Server:
 
     def pump() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            server.output.append(line)
-            match = pattern.search(line)
-            if match:
-                server.port = int(match.group(1))
-                port_found.set()
-            if ready.search(line):
-                ready_seen.set()
+        with process.stdout:  # closed at the end of the output, when the server has exited
+            for line in process.stdout:
+                server.output.append(line)
+                match = pattern.search(line)
+                if match:
+                    server.port = int(match.group(1))
+                    port_found.set()
+                if ready.search(line):
+                    ready_seen.set()
 
     threading.Thread(target=pump, daemon=True).start()
     if not (port_found.wait(STARTUP_TIMEOUT) and ready_seen.wait(STARTUP_TIMEOUT)):

@@ -15,6 +15,7 @@ import json
 import select
 import shutil
 import subprocess
+import tempfile
 import zlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -167,7 +168,8 @@ class WebSocketClientConnection(Connection):
     def receive(self) -> Received:
         # The library reassembles fragments and answers pings on its own.
         opcode, frame = self.ws.recv_data_frame()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
+        if opcode == websocket.ABNF.OPCODE_CLOSE:  # the library has answered it
+            self.ws.shutdown()
             code, reason = _parse_close(frame.data)
             return Received("close", code=code, reason=reason)
         data = frame.data
@@ -205,6 +207,8 @@ def websocket_client(deflate: bool) -> Client:
 
 
 class AsyncioConnection(Connection):
+    """A client on an asyncio loop of its own; the loop is closed with the connection."""
+
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
 
@@ -215,10 +219,21 @@ class AsyncioConnection(Connection):
         try:
             return self.run(self._close(code, reason))
         finally:
-            self.loop.close()
+            self._closed()
+
+    def _closed(self) -> None:
+        """Release the client and its loop: the connection is over."""
+        if not self.loop.is_closed():
+            try:
+                self.run(self._release())
+            finally:
+                self.loop.close()
 
     async def _close(self, code: int, reason: str) -> Received:
         raise NotImplementedError
+
+    async def _release(self) -> None:
+        pass
 
 
 class WebsocketsConnection(AsyncioConnection):
@@ -242,14 +257,15 @@ class WebsocketsConnection(AsyncioConnection):
         try:
             return Received.message(self.run(self.ws.recv()))
         except websockets.ConnectionClosed as closed:
-            return _closed(closed.rcvd)
+            self._closed()
+            return _close_received(closed.rcvd)
 
     async def _close(self, code: int, reason: str) -> Received:
         await self.ws.close(code, reason)
-        return _closed(self.ws.protocol.close_rcvd)
+        return _close_received(self.ws.protocol.close_rcvd)
 
 
-def _closed(frame: Any) -> Received:
+def _close_received(frame: Any) -> Received:
     if frame is None:
         return Received("close", code=1006)
     return Received("close", code=frame.code, reason=frame.reason)
@@ -295,14 +311,17 @@ class AiohttpConnection(AsyncioConnection):
         message = self.run(self.ws.receive())
         if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
             return Received.message(message.data)
+        self._closed()
         if message.type == aiohttp.WSMsgType.CLOSE:
             return Received("close", code=message.data, reason=message.extra or "")
         return Received("close", code=self.ws.close_code)  # CLOSED after an earlier CLOSE, or ERROR
 
     async def _close(self, code: int, reason: str) -> Received:
         await self.ws.close(code=code, message=reason.encode())
-        await self.session.close()
         return Received("close", code=self.ws.close_code)
+
+    async def _release(self) -> None:
+        await self.session.close()
 
 
 def aiohttp_client(compress: int) -> Client:
@@ -326,11 +345,13 @@ class NodeDriver:
         node = shutil.which("node")
         if node is None or not (JS / "node_modules").is_dir():
             raise RuntimeError("Node.js and the npm packages are needed: run `sh tests/setup.sh`")
+        # A file, not a pipe: a chatty driver never blocks on a full pipe nobody reads.
+        self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             [node, str(JS / script), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.stderr,
             text=True,
             bufsize=1,
         )
@@ -352,8 +373,8 @@ class NodeDriver:
         return answer["result"]
 
     def _stderr(self) -> str:
-        assert self.process.stderr is not None
-        return self.process.stderr.read()
+        self.stderr.seek(0)
+        return self.stderr.read()
 
     def stop(self) -> None:
         process = self.process
@@ -365,6 +386,9 @@ class NodeDriver:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+        if process.stdout is not None:
+            process.stdout.close()
+        self.stderr.close()
 
 
 class NodeConnection(Connection):
