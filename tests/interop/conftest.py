@@ -4,7 +4,8 @@ The servers (gunicorn -k gevent and gevent.pywsgi, serving
 ``tests.interop.app:app``) and the clients live for the whole run. Each test
 of ``test_clients.py`` is one check of one client under one server; when a
 run has every check of every client under both servers, the table of
-results is written to ``docs/interop.md``.
+results is written to ``docs/interop.md``; a run of part of it (``-k``, a
+test named on the command line, ``-x`` stopping early) leaves the table alone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _RESULTS: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defa
 _CLIENTS: dict[str, Client] = {}
 _COLUMNS: list[str] = []
 _ANSWERS: dict[str, str] = {}  # client id -> the server's Sec-WebSocket-Extensions
+_RUN = {"collected": 0, "reported": 0, "partial": False}  # is this run the whole table?
 
 
 @pytest.fixture(scope="session", params=SERVER_KINDS)
@@ -57,6 +59,18 @@ def column(name: str) -> Any:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "interop_column(name): the column of docs/interop.md a test fills")
+    # A test or a parameter named on the command line: only part of the table runs.
+    _RUN["partial"] = any("test_clients.py::" in arg for arg in config.args)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _RUN["collected"] = sum(1 for item in items if item.get_closest_marker("interop_column"))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if any(item.get_closest_marker("interop_column") for item in items):
+        _RUN["partial"] = True  # -k, -m, --deselect or --last-failed left some out
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -72,6 +86,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         _CLIENTS.setdefault(client.id, client)
         detail = ", ".join(f"{value}" for key, value in callspec.params.items() if key not in ("client", "server"))
         result = "skipped" if report.skipped else "passed" if report.passed else f"failed {detail}".strip()
+        _RUN["reported"] += 1
         _RESULTS[client.id, marker.args[0]][callspec.params["server"]].append(result)
         for name, value in report.user_properties:
             if name == "extensions":
@@ -79,8 +94,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    complete = _CLIENTS and all(
-        set(_RESULTS[client, name]) == set(SERVER_KINDS) for client in _CLIENTS for name in _COLUMNS
+    complete = (
+        not _RUN["partial"]
+        and _RUN["reported"] == _RUN["collected"] > 0
+        and all(set(_RESULTS[client, name]) == set(SERVER_KINDS) for client in _CLIENTS for name in _COLUMNS)
     )
     if complete:
         TABLE.write_text(render_table())
