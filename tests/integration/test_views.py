@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -676,35 +676,34 @@ def test_duck_defect_17_client_answering_every_ping_is_never_dropped(server):
         ws.close()
 
 
+def pings_until_closed(client: RawClient, on_ping: Callable[[bytes], None]) -> int:
+    """Read pings (handing each to ``on_ping``) until the server closes with 1001 "ping timeout"; count them."""
+    pings = 0
+    while True:
+        _fin, _rsv1, opcode, payload = client.read_frame()
+        if opcode == CLOSE:
+            break
+        assert opcode == PING
+        pings += 1
+        on_ping(payload)
+    assert (close_code(payload), payload[2:]) == (1001, b"ping timeout")
+    answer_close(client, 1001)
+    return pings
+
+
 def test_client_that_never_answers_pings_is_closed_with_1001_after_three_misses(server):
     with raw_client(server, "/ws/heartbeat") as client:
-        pings = 0
-        while True:
-            _fin, _rsv1, opcode, payload = client.read_frame()
-            if opcode == CLOSE:
-                break
-            assert opcode == PING
-            pings += 1
-        assert (close_code(payload), payload[2:]) == (1001, b"ping timeout")
-        assert pings == 3
-        answer_close(client, 1001)
+        assert pings_until_closed(client, lambda payload: None) == 3
 
 
 def test_unsolicited_pong_or_pong_with_wrong_payload_does_not_count(server):
+    def wrong_pongs(payload: bytes) -> None:
+        client.send_frame(PONG, b"unsolicited")
+        client.send_frame(PONG, payload[::-1] + b"!")
+
     with raw_client(server, "/ws/heartbeat") as client:
         client.send_frame(PONG, b"unsolicited")
-        pings = 0
-        while True:
-            _fin, _rsv1, opcode, payload = client.read_frame()
-            if opcode == CLOSE:
-                break
-            assert opcode == PING
-            pings += 1
-            client.send_frame(PONG, b"unsolicited")
-            client.send_frame(PONG, payload[::-1] + b"!")
-        assert (close_code(payload), payload[2:]) == (1001, b"ping timeout")
-        assert pings == 3
-        answer_close(client, 1001)
+        assert pings_until_closed(client, wrong_pongs) == 3
 
 
 def test_view_ping_waits_for_the_pong_with_its_own_payload(server):

@@ -94,7 +94,11 @@ class Client:
         return f"{self.name}[{self.settings}]"
 
 
-def split(data: bytes, parts: int) -> list[bytes]:
+S = TypeVar("S", str, bytes)
+
+
+def split(data: S, parts: int) -> list[S]:
+    """``data`` in ``parts`` pieces (fewer if it is shorter); characters, for text given as str."""
     step = max(1, -(-len(data) // parts))
     return [data[start : start + step] for start in range(0, len(data), step)] or [data]
 
@@ -248,8 +252,7 @@ class WebsocketsConnection(AsyncioConnection):
         data = make(kind, size)
         message: Any = data.decode() if kind == "text" else data
         if fragments > 1:
-            step = max(1, -(-len(message) // fragments))  # characters of text: no character is split
-            message = [message[start : start + step] for start in range(0, len(message), step)]
+            message = split(message, fragments)  # str pieces for text: websockets splits no character
         self.run(self.ws.send(message))
         return describe(data)
 
