@@ -1,0 +1,106 @@
+"""The servers under test, in the table's column order, and the two HTTP servers of the overhead workload.
+
+Each peer is a script or app module in ``bench/peers/``; duck_ws_sync's are
+imported from ``--root`` (or a ``--compare`` checkout) through PYTHONPATH,
+and ``DUCK_BENCH_ROOT`` makes the peer refuse to run with any other copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+from procs import Spec
+
+PEERS = Path(__file__).resolve().parent / "peers"
+RAW = "raw"  # the key of the reference server: every ratio is to it
+
+
+def _gunicorn(app: str) -> tuple[str, ...]:
+    options = ["--no-control-socket"] if _gunicorn_has("control_socket_disable") else []
+    return (
+        sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0",
+        "--backlog", "4096", "--worker-connections", "20000", "--graceful-timeout", "2",
+        "--log-level", "info", *options, app,
+    )  # fmt: skip
+
+
+def _gunicorn_has(setting: str) -> bool:
+    try:
+        from gunicorn.config import Config
+    except ImportError:
+        return False
+    return setting in Config().settings
+
+
+def _script(name: str) -> tuple[str, ...]:
+    return (sys.executable, str(PEERS / name))
+
+
+def _peer(key: str, label: str, command: tuple[str, ...], root: Path | None = None, **flags: bool) -> Spec:
+    """A server whose modules are found in PEERS, and duck_ws_sync (if any) in ``root``."""
+    if root is None:
+        env: tuple[tuple[str, str], ...] = (("PYTHONPATH", str(PEERS)),)
+    else:
+        env = (("PYTHONPATH", f"{root}{os.pathsep}{PEERS}"), ("DUCK_BENCH_ROOT", str(root)))
+    return Spec(key, label, command, env, cwd=PEERS, root=root, **flags)
+
+
+def servers(root: Path, compare: Sequence[Path] = ()) -> list[Spec]:
+    """Every WebSocket server, raw TCP first; ``compare`` adds other checkouts' duck_ws_sync on pywsgi."""
+    specs = [
+        _peer(RAW, "raw gevent TCP", _script("raw_tcp.py"), raw=True),
+        _peer("aiohttp", "aiohttp", _script("aiohttp_echo.py")),
+        _peer("websockets", "websockets", _script("websockets_echo.py")),
+        _peer("gws", "gevent-websocket", _script("gws_echo.py")),
+        _peer("flask-sock", "Flask-Sock (gunicorn gevent)", _gunicorn("flask_sock_app:app"), gunicorn=True),
+        _peer("duck-gunicorn", "duck_ws_sync (gunicorn gevent)", _gunicorn("duck_app:app"), root, gunicorn=True),
+        _peer("duck-pywsgi", "duck_ws_sync (pywsgi)", _script("duck_pywsgi.py"), root),
+    ]
+    for number, other in enumerate(compare, 1):
+        label = f"duck_ws_sync #{number} (pywsgi)"
+        specs.append(_peer(f"duck-pywsgi-{number}", label, _script("duck_pywsgi.py"), other))
+    return specs
+
+
+def http_servers(root: Path) -> list[Spec]:
+    """gunicorn -k gevent serving a bare WSGI app, and the same app behind WebSocketMiddleware."""
+    return [
+        _peer("http-bare", "bare WSGI app", _gunicorn("http_app:bare"), gunicorn=True, http=True),
+        _peer("http-wrapped", "+ WebSocketMiddleware", _gunicorn("http_app:wrapped()"), root, gunicorn=True, http=True),
+    ]
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages the peers run on."""
+    found = {"python": sys.version.split()[0]}
+    for name in ("gevent", "greenlet", "gunicorn", "aiohttp", "websockets", "gevent-websocket", "flask", "flask-sock"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def source_state(root: Path) -> str:
+    """The commit of a checkout, and a digest of uncommitted changes to its duck_ws_sync, if any."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        diff = git("diff", "HEAD", "--", "duck_ws_sync")
+        untracked = git("ls-files", "--others", "--exclude-standard", "--", "duck_ws_sync")
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    if not diff and not untracked:
+        return commit
+    return f"{commit} + uncommitted changes (digest {hashlib.sha1((diff + untracked).encode()).hexdigest()[:10]})"
