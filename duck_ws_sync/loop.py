@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sys
+import weakref
 from asyncio import events
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -100,7 +101,8 @@ class InlineReader(Protocol):
     reading meanwhile.
     """
 
-    def fileno(self) -> int: ...
+    read_watcher: Any  # the gevent watcher of the socket's readability
+
     def can_read_inline(self) -> bool: ...
     def read_inline(self) -> bool: ...
     def loop_blocked(self) -> None: ...
@@ -115,11 +117,10 @@ class _Wakeup:
         self._waiter: Waiter | None = None
         self._busy_iterations = 0
         self.reader: InlineReader | None = None
-        self._watcher: Any = None
 
     def attach(self, reader: InlineReader) -> None:
         self.reader = reader
-        self._watcher = self._hub.loop.io(reader.fileno(), 1)  # 1: readable
+        setattr(greenlet.getcurrent(), _BLOCKED_ATTRIBUTE, reader.loop_blocked)
 
     def select(self, timeout: float | None) -> list[Any]:
         if timeout == 0:
@@ -144,20 +145,24 @@ class _Wakeup:
         if reader is not None:
             reader.set_loop_idle(True)
             setattr(current, _BLOCKED_ATTRIBUTE, None)
-        watching = reader is not None and reader.can_read_inline()
+        watcher = reader.read_watcher if reader is not None and reader.can_read_inline() else None
         waiter = self._waiter = Waiter(self._hub)
         timer = None
-        if watching:
-            self._watcher.start(waiter.switch, True)
+        if watcher is not None:
+            watcher.start(waiter.switch, True)
         if timeout is not None:
             timer = self._hub.loop.timer(timeout)
             timer.start(waiter.switch, False)
         try:
             readable = waiter.get()
+        except OSError:
+            # gevent's socket, shut down by another greenlet, cancels the
+            # waits on its watcher: the read that follows sees the end.
+            readable = True
         finally:
             self._waiter = None
-            if watching:
-                self._watcher.stop()
+            if watcher is not None:
+                watcher.stop()
             if timer is not None:
                 timer.close()
             if reader is not None:
@@ -178,9 +183,14 @@ class _Wakeup:
             self._waiter = None
             self._hub.loop.run_callback(waiter.switch, False)
 
-    def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.close()
+
+class _ReadyCallbacks(list):  # type: ignore[type-arg]
+    """The loop's queue of ready handles: a list, with the one deque method BaseEventLoop uses."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
 
 
 class GreenletEventLoop(asyncio.BaseEventLoop):
@@ -198,6 +208,11 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
 
     def __init__(self) -> None:
         super().__init__()
+        # Lighter than BaseEventLoop's deque and WeakSet (an idle connection
+        # keeps its loop): a list for the few ready callbacks, and the set of
+        # async generators made when the first one starts.
+        self._ready = _ReadyCallbacks()
+        self._asyncgens: weakref.WeakSet[Any] | None = None
         _install_switch_tracer()
         self._selector = _Wakeup()
         self._hub = gevent.get_hub()
@@ -206,7 +221,7 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
         """Run until ``stop``; the greenlet's attribute tells the switch tracer which loop it runs."""
         current = greenlet.getcurrent()
         saved = getattr(current, _LOOP_ATTRIBUTE, None)
-        hooks = (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
+        hooks = (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)
         setattr(current, _LOOP_ATTRIBUTE, (self, hooks))
         try:
             super().run_forever()
@@ -217,6 +232,29 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
         """Let the loop's greenlet read ``reader``'s socket while it has nothing else to do."""
         self._selector.attach(reader)
 
+    def _run_once(self) -> None:
+        # With nothing ready, no timer and no stop pending, an iteration is
+        # only a wait: skip the bookkeeping of BaseEventLoop's.
+        if self._ready or self._scheduled or self._stopping:  # type: ignore[attr-defined]
+            super()._run_once()  # type: ignore[misc]
+        else:
+            self._selector.select(None)
+
+    def _asyncgen_firstiter_hook(self, agen: Any) -> None:
+        if self._asyncgens is None:
+            self._asyncgens = weakref.WeakSet()
+        super()._asyncgen_firstiter_hook(agen)  # type: ignore[misc]
+
+    def _asyncgen_finalizer_hook(self, agen: Any) -> None:
+        if self._asyncgens is not None:
+            super()._asyncgen_finalizer_hook(agen)  # type: ignore[misc]
+
+    async def shutdown_asyncgens(self) -> None:
+        if self._asyncgens is None:
+            self._asyncgens_shutdown_called = True
+        else:
+            await super().shutdown_asyncgens()
+
     def _process_events(self, event_list: list[Any]) -> None:
         pass
 
@@ -225,7 +263,6 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
 
     def close(self) -> None:
         super().close()
-        self._selector.close()
         if self._selector.reader is not None:
             setattr(greenlet.getcurrent(), _BLOCKED_ATTRIBUTE, None)
 

@@ -57,43 +57,71 @@ class WebSocketMiddleware:
             if self.app is None:
                 return _respond(start_response, InvalidHandshake(404, "Not Found").response())
             return self.app(environ, start_response)
-        pattern, kwargs = found
-        view_class = pattern.handler
-        request = WebSocketRequest(environ)
-        if pattern.methods is not None and request.method not in pattern.methods:
-            allow = [("Allow", ", ".join(pattern.methods))]
-            error = InvalidHandshake(405, f"Method {request.method} not allowed", allow)
-            return _respond(start_response, error.response())
-        handshake = view_class.handshake().accept(request.to_handshake_request())
-        if not handshake.accepted:
-            return _respond(start_response, handshake.response)
-
-        taken = _take_socket(environ)
-        if taken is None:
-            logger.error(
-                "cannot take over the connection's socket from %s: WebSockets need %s",
-                environ.get("SERVER_SOFTWARE", "this server"),
-                SUPPORTED_SERVERS,
-            )
-            error = InvalidHandshake(500, f"This server cannot serve WebSockets; use {SUPPORTED_SERVERS}")
-            return _respond(start_response, error.response())
-        sock = taken.socket
-        if taken.close_socket is False:
-            _close_sessions_on_worker_exit()
+        upgraded = _upgrade(environ, start_response, *found)
+        if not isinstance(upgraded, _Upgraded):
+            return upgraded
+        # Only what the session needs stays referenced while it runs: this
+        # frame lives as long as the connection.
+        view, taken = upgraded.view, upgraded.taken
+        del upgraded
         try:
-            sock.sendall(handshake.response.serialize())
-        except OSError as exc:
-            logger.debug("client left during the handshake: %s", exc)
-            return taken.result
-        with contextlib.suppress(OSError):  # not TCP: a Unix socket
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        view = view_class(request, **kwargs)
-        try:
-            view.serve(sock, handshake, taken.initial_data)
+            view.serve(taken.socket, taken.initial_data)
         finally:
             if taken.close_socket:
-                sock.close()
+                taken.socket.close()
         return taken.result
+
+
+class _Upgraded:
+    """A connection upgraded: its view (the 101 written) and the socket taken over."""
+
+    __slots__ = ("taken", "view")
+
+    def __init__(self, view: Any, taken: _Takeover) -> None:
+        self.view = view
+        self.taken = taken
+
+
+def _upgrade(
+    environ: dict[str, Any], start_response: StartResponse, pattern: URLPattern, kwargs: dict[str, Any]
+) -> _Upgraded | Iterable[bytes]:
+    """Check the upgrade, take the socket over and write the 101; or answer why not."""
+    view_class = pattern.handler
+    request = WebSocketRequest(environ)
+    if pattern.methods is not None and request.method not in pattern.methods:
+        allow = [("Allow", ", ".join(pattern.methods))]
+        error = InvalidHandshake(405, f"Method {request.method} not allowed", allow)
+        return _respond(start_response, error.response())
+    handshake = view_class.handshake().accept(request.to_handshake_request())
+    if not handshake.accepted:
+        return _respond(start_response, handshake.response)
+
+    taken = _take_socket(environ)
+    if taken is None:
+        logger.error(
+            "cannot take over the connection's socket from %s: WebSockets need %s",
+            environ.get("SERVER_SOFTWARE", "this server"),
+            SUPPORTED_SERVERS,
+        )
+        error = InvalidHandshake(500, f"This server cannot serve WebSockets; use {SUPPORTED_SERVERS}")
+        return _respond(start_response, error.response())
+    sock = taken.socket
+    if taken.close_socket is False:
+        _close_sessions_on_worker_exit()
+    try:
+        sock.sendall(handshake.response.serialize())
+    except OSError as exc:
+        logger.debug("client left during the handshake: %s", exc)
+        if taken.close_socket:
+            sock.close()
+        return taken.result
+    with contextlib.suppress(OSError):  # not TCP: a Unix socket
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    view = view_class(request, **kwargs)
+    view.initiated_upgrade = True
+    view.extensions = handshake.extensions
+    view.subprotocol = handshake.subprotocol
+    return _Upgraded(view, taken)
 
 
 _shutdown_hook_installed = False

@@ -21,7 +21,6 @@ class WebSocketRequest:
         method: The request method (``"GET"``).
         path: The path, without the query string.
         query_string: The raw query string.
-        headers: The request headers, looked up without regard to case.
     """
 
     def __init__(self, environ: Mapping[str, Any]) -> None:
@@ -29,7 +28,11 @@ class WebSocketRequest:
         self.method: str = environ.get("REQUEST_METHOD", "GET")
         self.path: str = wsgi_to_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         self.query_string: str = environ.get("QUERY_STRING", "")
-        self.headers = Headers(_headers_from_environ(environ))
+
+    @cached_property
+    def headers(self) -> Headers:
+        """The request headers, looked up without regard to case (read from the environ when first used)."""
+        return Headers(_headers_from_environ(self.environ))
 
     @cached_property
     def GET(self) -> dict[str, list[str]]:  # noqa: N802 (Duck's name)
@@ -69,7 +72,9 @@ class WebSocketRequest:
         """The request as the protocol core's handshake validates it."""
         path = self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", "")
         target = path + (f"?{self.query_string}" if self.query_string else "")
-        return Request(self.method, target, self.headers, self.environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
+        # Headers read for the check only: a view that never reads them keeps none.
+        headers = self.__dict__.get("headers") or Headers(_headers_from_environ(self.environ))
+        return Request(self.method, target, headers, self.environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
 
     def __repr__(self) -> str:
         return f"<WebSocketRequest {self.method} {self.path!r}>"

@@ -1,16 +1,21 @@
 """One WebSocket connection on a gevent socket: reading, writing, heartbeat, timeouts.
 
 A ``Transport`` drives a sans-I/O ``ServerConnection`` over a socket taken
-over from the WSGI server. Three greenlets share it:
+over from the WSGI server. An idle connection costs one greenlet (the
+request's, which runs the view's loop), the protocol state and a timer:
 
-- the reader: ``recv``, feed the protocol core, hand messages to an
-  ``Inbox`` (a small bounded queue: when the view is slow, the reader stops
-  reading and TCP pushes back on the client), and write what the core wants
-  written (pongs, close frames);
-- the watchdog: heartbeat pings, the receive timeout, and the deadline of a
-  closing handshake;
-- any greenlet that sends: it takes the write lock, asks the core for the
-  frame and writes it whole with ``sendall``.
+- reading: while the loop's greenlet has nothing to do it reads the socket
+  itself (``read_inline``, from the loop's wait) into a buffer shared by
+  every connection of the thread, and hands messages to the session
+  (``Inbox.deliver``). While a hook blocks that greenlet in
+  gevent-cooperative code, a standby greenlet, started then, reads instead
+  and queues the messages; when the queue is full it stops reading, and TCP
+  pushes back on the client;
+- writing: any greenlet that sends takes the write lock, asks the core for
+  the frame and writes it whole;
+- heartbeat pings, the receive timeout and the deadline of a closing
+  handshake run on one gevent timer, whose callback runs in the hub and
+  needs no greenlet.
 
 Calls into the core never yield to the gevent hub (they do no I/O), so under
 gevent they need no lock of their own; the write lock keeps frames whole and
@@ -26,89 +31,39 @@ import math
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import gevent
-import gevent.event
 import gevent.lock
+from gevent.hub import Waiter
 
 from .exceptions import LocalProtocolError
+from .inbox import END, Inbox
 from .protocol import Close, Message, Pong, ServerConnection, State
 
-__all__ = ["END", "Inbox", "Transport"]
+__all__ = ["Transport"]
 
 logger = logging.getLogger("duck_ws_sync")
 
+# The size of the receive buffer that the connections of one thread share.
 RECEIVE_SIZE = 256 * 1024
 # Heartbeat misses in a row after which the client is considered gone (Duck's rule).
 MAX_MISSED_PONGS = 3
-# Ends the inbox: the reader has stopped.
-END = object()
+_BUFFER_ATTRIBUTE = "_duck_ws_sync_receive_buffer"
 
 
-class Inbox:
-    """A bounded queue from the reader greenlet to the view's asyncio loop.
+def _receive_buffer(hub: Any) -> memoryview:
+    """The receive buffer of ``hub``'s thread.
 
-    ``put`` blocks the reader's greenlet while the queue is full; ``get`` is
-    awaited by the dispatcher on the view's loop.
+    Every read is parsed before its greenlet can switch away, and the core
+    copies out what it keeps, so one buffer serves every connection.
     """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
-        self._loop = loop
-        self._size = size
-        self._items: deque[Any] = deque()
-        self._getter: asyncio.Future[None] | None = None
-        self._space = gevent.event.Event()
-        self._space.set()
-
-    def put(self, item: Any, wait: bool = True) -> None:
-        """Append ``item``; wait while the queue is full, unless ``wait`` is False."""
-        self._items.append(item)
-        getter = self._getter
-        if getter is not None:
-            self._getter = None
-            if not getter.done():
-                # Same thread, another greenlet: the loop's call_soon wakes it.
-                getter.set_result(None)
-        if wait and len(self._items) >= self._size:
-            self._space.clear()
-            self._space.wait()
-
-    async def get(self) -> Any:
-        """Take the oldest item, waiting for one."""
-        while not self._items:
-            self._getter = self._loop.create_future()
-            await self._getter
-        item = self._items.popleft()
-        if len(self._items) < self._size:
-            self._space.set()
-        return item
-
-    @property
-    def full(self) -> bool:
-        """True when the view is behind: reading should pause."""
-        return len(self._items) >= self._size
-
-    def wake_consumer(self) -> None:
-        """Wake the loop (a no-op wake-up lets its greenlet reconsider what to wait for)."""
-        self._loop.call_soon_threadsafe(_nothing)
-
-    def clear(self) -> None:
-        """Drop the queued messages (the view will not read them) and unblock the reader.
-
-        ``END`` stays: the session still has to learn that reading is over.
-        """
-        ended = END in self._items
-        self._items.clear()
-        if ended:
-            self._items.append(END)
-        self._space.set()
-
-
-def _nothing() -> None:
-    pass
+    buffer: memoryview | None = getattr(hub, _BUFFER_ATTRIBUTE, None)
+    if buffer is None:
+        buffer = memoryview(bytearray(RECEIVE_SIZE))
+        setattr(hub, _BUFFER_ATTRIBUTE, buffer)
+    return buffer
 
 
 class Transport:
@@ -125,6 +80,35 @@ class Transport:
             turns a feature off).
     """
 
+    __slots__ = (
+        "_broken",
+        "_buffer",
+        "_closing_since",
+        "_hub",
+        "_initial_data",
+        "_inline",
+        "_loop_idle",
+        "_missed_pongs",
+        "_next_ping",
+        "_ping_interval",
+        "_ping_payload",
+        "_pings",
+        "_pong_deadline",
+        "_raw_socket",
+        "_reading_done",
+        "_settings",
+        "_standby",
+        "_standby_waiter",
+        "_timer",
+        "_timer_at",
+        "_write_lock",
+        "connection",
+        "inbox",
+        "last_frame_at",
+        "read_watcher",
+        "socket",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
@@ -138,58 +122,63 @@ class Transport:
         self.inbox = inbox
         self._initial_data = initial_data
         self._settings = settings
+        self._hub = hub = gevent.get_hub()
+        self._buffer = _receive_buffer(hub)
         self._write_lock = gevent.lock.Semaphore()
-        self._wake_watchdog = gevent.event.Event()
         self._broken = False  # the socket failed or was aborted
         self.last_frame_at = time.monotonic()
         self._closing_since: float | None = None
         self._ping_payload: bytes | None = None  # the heartbeat's
         # The view's own pings, oldest first: payload -> (waiter, sent at).
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._pong_deadline = math.inf
         self._missed_pongs = 0
         send_timeout = self._setting("SEND_TIMEOUT")
         # Sends block at most SEND_TIMEOUT; reads ignore the socket's timeout.
         sock.settimeout(None if send_timeout == math.inf else send_timeout)
         self._ping_interval = self._setting("PING_INTERVAL")
-        self._next_ping = time.monotonic() + self._ping_interval
-        self._greenlets: list[gevent.Greenlet] = []
-        # One buffer for the connection's life: the core copies out what it
-        # keeps (payloads are unmasked into new bytes), so nothing aliases it.
-        self._buffer = memoryview(bytearray(RECEIVE_SIZE))
+        self._next_ping = self.last_frame_at + self._ping_interval
+        self._timer: Any = None
+        self._timer_at = math.inf
+        self._standby: gevent.Greenlet | None = None
+        self._standby_waiter: Waiter | None = None
         self._reading_done = False
-        self._standby_go = gevent.event.Event()
-        self._standby_reading = False
         self._loop_idle = False
         # TLS sockets may hold decrypted bytes that polling the descriptor
-        # cannot see, so they are always read by the standby greenlet.
+        # cannot see, so a standby greenlet reads them all along.
         self._raw_socket: Any = getattr(sock, "_sock", None)
         self._inline = self._raw_socket is not None and not callable(getattr(sock, "pending", None))
+        # The socket's own watcher (gevent's sockets have one), else one of ours.
+        self.read_watcher: Any = getattr(sock, "_read_event", None) or hub.loop.io(sock.fileno(), 1)
 
     def _setting(self, name: str) -> float:
         value = getattr(self._settings, name, None)
         return float(value) if value else math.inf
 
     def start(self, loop: Any) -> None:
-        """Start reading (in ``loop``'s greenlet when it can) and the watchdog greenlet.
+        """Start reading and the timer.
 
         Must be called from the loop's greenlet, before the loop runs.
         """
-        self._greenlets = [gevent.spawn(self._standby), gevent.spawn(self._watch)]
         if self._inline:
             loop.attach_reader(self)
         else:
-            self._standby_go.set()
+            self._standby = gevent.spawn(self._read_standby)
         if self._initial_data:
             data, self._initial_data = self._initial_data, b""
-            self._receive(data, wait=False)
+            self._receive(data, direct=False)
+        self._schedule()
 
     def stop(self) -> None:
-        """Stop the helper greenlets (the session is over)."""
+        """Stop reading and the timer (the session is over)."""
         self._reading_done = True
-        gevent.killall(self._greenlets, block=False)
-        pings, self._pings = self._pings, {}
-        for waiter, _ in pings.values():
+        if self._standby is not None:
+            self._standby.kill(block=False)
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        pings, self._pings = self._pings, None
+        for waiter, _ in (pings or {}).values():
             if not waiter.done():
                 waiter.set_exception(ConnectionError("the connection closed before the Pong arrived"))
 
@@ -218,7 +207,7 @@ class Transport:
         connection = self.connection
         if connection.close_sent is not None and self._closing_since is None:
             self._closing_since = time.monotonic()
-            self._wake_watchdog.set()
+            self._schedule()
         try:
             raw_send = self._raw_socket.send if self._inline else None
             for chunk in connection.data_to_send():
@@ -261,26 +250,30 @@ class Transport:
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
-    # Reading. The loop's greenlet reads while it is idle (``read_inline``,
-    # called from the loop's select); a standby greenlet reads while the
-    # loop's greenlet is blocked in a hook or a send. They never read at once.
+    def _close_or_abort(self, code: int, reason: str) -> None:
+        if not self.close(code, reason):
+            self.abort()
 
-    def fileno(self) -> int:
-        """The socket's descriptor, for the loop to watch."""
-        return self.socket.fileno()
+    # Reading. The loop's greenlet reads while it is idle (``read_inline``,
+    # called from the loop's wait); a standby greenlet reads while the
+    # loop's greenlet is blocked in a hook or a send. They never read at once.
 
     def can_read_inline(self) -> bool:
         """Whether the idle loop's greenlet should read now (no backlog, no standby reading)."""
-        return self._inline and not self._reading_done and not self._standby_reading and not self.inbox.full
+        return self._standby is None and not self._reading_done and self._inline and not self.inbox.full
 
     def set_loop_idle(self, idle: bool) -> None:
-        """The loop's greenlet enters (True) or leaves (False) its wait."""
+        """The loop's greenlet enters (True) or leaves (False) its wait; an idle loop reads again itself."""
         self._loop_idle = idle
+        waiter = self._standby_waiter
+        if idle and waiter is not None:
+            self._standby_waiter = None
+            self._hub.loop.run_callback(waiter.switch, False)
 
     def loop_blocked(self) -> None:
-        """The loop's greenlet blocks outside its wait: the standby greenlet reads meanwhile."""
-        if not self._standby_reading and not self._reading_done:
-            self._standby_go.set()
+        """The loop's greenlet blocks outside its wait: a standby greenlet reads meanwhile."""
+        if self._standby is None and not self._reading_done:
+            self._standby = gevent.spawn(self._read_standby)
 
     def read_inline(self) -> bool:
         """Read what the socket has, without blocking, in the loop's greenlet; False if nothing was read.
@@ -294,34 +287,58 @@ class Transport:
         except OSError as exc:
             logger.debug("connection lost while reading: %s", exc)
             size = 0
-        self._receive(self._buffer[:size] if size else None, wait=False)
+        self._receive(self._buffer[:size] if size else None, direct=True)
         return True
 
-    def _standby(self) -> None:
-        while True:
-            self._standby_go.wait()
-            self._standby_go.clear()
-            if self._reading_done:
-                return
-            self._standby_reading = True
-            try:
-                while not self._reading_done:
-                    try:
-                        size = self.socket.recv_into(self._buffer)
-                    except TimeoutError:
-                        continue  # the socket's timeout is for sends (SEND_TIMEOUT)
-                    except OSError as exc:
-                        logger.debug("connection lost while reading: %s", exc)
-                        size = 0
-                    self._receive(self._buffer[:size] if size else None, wait=True)
-                    if self._inline and self._loop_idle:
-                        break
-            finally:
-                self._standby_reading = False
-            self.inbox.wake_consumer()  # the idle loop was not watching the socket
+    def _read_standby(self) -> None:
+        """Read in a greenlet of its own, until the loop's greenlet is idle again (TLS: until the end)."""
+        buffer = self._buffer
+        try:
+            while not self._reading_done and not (self._inline and self._loop_idle):
+                try:
+                    size = self._recv_standby(buffer)
+                except OSError as exc:
+                    logger.debug("connection lost while reading: %s", exc)
+                    size = 0
+                if size is None:
+                    break  # the loop's greenlet is idle: it reads again
+                self._receive(buffer[:size] if size else None, direct=False)
+        finally:
+            self._standby = None
+            if not self._reading_done:
+                self.inbox.wake_consumer()  # the idle loop was not watching the socket
 
-    def _receive(self, data: memoryview | bytes | None, wait: bool) -> None:
-        """Feed one read to the core (None: end of stream) and act on the events."""
+    def _recv_standby(self, buffer: memoryview) -> int | None:
+        """Read into ``buffer``, waiting for data; None when the loop's greenlet went idle meanwhile."""
+        if not self._inline:
+            while True:
+                try:
+                    return self.socket.recv_into(buffer)
+                except TimeoutError:
+                    continue  # the socket's timeout is for sends (SEND_TIMEOUT)
+        while True:
+            try:
+                return int(self._raw_socket.recv_into(buffer))
+            except BlockingIOError:
+                pass
+            waiter = self._standby_waiter = Waiter(self._hub)
+            self.read_watcher.start(waiter.switch, True)
+            try:
+                readable = waiter.get()
+            except OSError:
+                readable = True  # the socket was shut down (see ``_Wakeup.select``)
+            finally:
+                self._standby_waiter = None
+                self.read_watcher.stop()
+            if not readable:
+                return None
+
+    def _receive(self, data: memoryview | bytes | None, direct: bool) -> None:
+        """Feed one read to the core (None: end of stream) and act on the events.
+
+        ``direct``: the loop's greenlet reads, between two iterations, and
+        may hand messages straight to the session (``Inbox.deliver``).
+        """
         connection = self.connection
         if data is None:
             connection.receive_eof()
@@ -331,32 +348,33 @@ class Transport:
         connection.receive_data(data)
         if connection.frames_received != frames:
             self.last_frame_at = time.monotonic()
-        if not self._dispatch(connection.events_received(), wait):
+        if connection.has_data_to_send:  # pongs, or the Close that fails the connection
+            with self._write_lock:
+                if not self._broken:
+                    self._flush()
+        events = connection.events_received()
+        messages = [event for event in events if type(event) is Message] if len(events) > 1 else events
+        for event in events:
+            if type(event) is Pong:
+                self._receive_pong(event.payload)
+            elif type(event) is Close and self._closing_since is None:
+                # The answer is due within CLOSE_TIMEOUT.
+                self._closing_since = time.monotonic()
+                self._schedule()
+        if messages and type(messages[0]) is Message:
+            if direct:
+                self.inbox.deliver(messages)
+            else:
+                for message in messages:
+                    self.inbox.put(message)
+        if connection.state is State.CLOSED or connection.close_received is not None:
             self._end_of_reading()
 
     def _end_of_reading(self) -> None:
         if not self._reading_done:
             self._reading_done = True
             self.inbox.put(END, wait=False)
-            self._standby_go.set()
-
-    def _dispatch(self, events: list[Any], wait: bool) -> bool:
-        """Act on the events of one read; return False when reading is over."""
-        connection = self.connection
-        if connection.has_data_to_send:  # pongs, or the Close that fails the connection
-            with self._write_lock:
-                if not self._broken:
-                    self._flush()
-        for event in events:
-            if type(event) is Message:
-                self.inbox.put(event, wait)
-            elif type(event) is Pong:
-                self._receive_pong(event.payload)
-            elif type(event) is Close:
-                self._wake_watchdog.set()  # the answer is due within CLOSE_TIMEOUT
-                if self._closing_since is None:
-                    self._closing_since = time.monotonic()
-        return connection.state is not State.CLOSED and connection.close_received is None
+            self.set_loop_idle(self._loop_idle)  # a waiting standby greenlet ends
 
     def linger(self) -> None:
         """End TCP without losing our last frame: half-close, drain, then shut both ways (RFC 6455 §7.1.1).
@@ -372,7 +390,7 @@ class Transport:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
                 with gevent.Timeout(min(self._setting("CLOSE_TIMEOUT"), 2.0), False):
-                    while sock.recv(RECEIVE_SIZE):
+                    while sock.recv_into(self._buffer):
                         pass
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
@@ -385,6 +403,8 @@ class Transport:
         Raises:
             ValueError: If a ping with the same payload is still unanswered.
         """
+        if self._pings is None:
+            self._pings = {}
         if payload in self._pings:
             raise ValueError("a ping with this payload is already waiting for its Pong")
         waiter: asyncio.Future[float] = loop.create_future()
@@ -401,12 +421,13 @@ class Transport:
         return waiter
 
     def _receive_pong(self, payload: bytes) -> None:
-        if payload in self._pings:
+        pings = self._pings
+        if pings and payload in pings:
             # A Pong answers its Ping and every earlier one: a client may
             # answer only the latest of several (RFC 6455 §5.5.3).
             now = time.monotonic()
-            for key in list(self._pings):
-                waiter, sent_at = self._pings.pop(key)
+            for key in list(pings):
+                waiter, sent_at = pings.pop(key)
                 if not waiter.done():
                     waiter.set_result(now - sent_at)
                 if key == payload:
@@ -419,52 +440,127 @@ class Transport:
             self._pong_deadline = math.inf
             self._ping_interval = self._setting("PING_INTERVAL")
             self._next_ping = time.monotonic() + self._ping_interval
-            self._wake_watchdog.set()
+            self._schedule()
 
-    def _watch(self) -> None:
-        receive_timeout = self._setting("RECEIVE_TIMEOUT")
-        close_timeout = self._setting("CLOSE_TIMEOUT")
-        pong_timeout = self._setting("PONG_TIMEOUT")
-        max_backoff = self._setting("MAX_BACKOFF")
+    def _schedule(self) -> None:
+        """Arm the timer for the earliest deadline.
+
+        That is the closing handshake's, or while reading the heartbeat's and
+        the receive timeout's.
+        """
+        if self._broken or self.connection.state is State.CLOSED:
+            wake_at = math.inf
+        elif self._closing_since is not None:
+            wake_at = self._closing_since + self._setting("CLOSE_TIMEOUT")
+        elif self._reading_done:
+            wake_at = math.inf
+        else:
+            receive_timeout = self._setting("RECEIVE_TIMEOUT")
+            wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
+        if self._timer is not None:
+            if wake_at == self._timer_at:
+                return
+            self._timer.close()
+            self._timer = None
+        self._timer_at = wake_at
+        if wake_at != math.inf:
+            self._timer = self._hub.loop.timer(max(wake_at - time.monotonic(), 0.0))
+            self._timer.start(self._on_timer)
+
+    def _on_timer(self) -> None:
+        """A deadline passed (in the hub: nothing here may block; sends that could go to a greenlet)."""
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
         connection = self.connection
-        while not self._broken and connection.state is not State.CLOSED:
-            now = time.monotonic()
-            if self._closing_since is not None:
-                if now >= self._closing_since + close_timeout:
-                    if connection.close_received is not None and connection.close_sent is None:
-                        self.close(None if connection.close_received.code == 1005 else connection.close_received.code)
-                    logger.debug("closing handshake timed out")
+        if self._broken or connection.state is State.CLOSED:
+            return
+        now = time.monotonic()
+        if self._closing_since is not None:
+            if now >= self._closing_since + self._setting("CLOSE_TIMEOUT"):
+                logger.debug("closing handshake timed out")
+                received = connection.close_received
+                if received is not None and connection.close_sent is None:
+                    gevent.spawn(self._answer_and_abort, received)
+                else:
+                    self.abort()
+                return
+        else:
+            if self.inbox.full:
+                # We stopped reading (backpressure): silence is ours, not the client's.
+                self.last_frame_at = now
+                if self._pong_deadline != math.inf:
+                    self._pong_deadline = now + self._setting("PONG_TIMEOUT")
+            receive_timeout = self._setting("RECEIVE_TIMEOUT")
+            if now >= self.last_frame_at + receive_timeout:
+                logger.info("no frame received for %s s: closing", receive_timeout)
+                gevent.spawn(self._close_or_abort, 1001, "receive timeout")
+                return
+            if now >= self._pong_deadline:
+                self._missed_pongs += 1
+                self._ping_payload = None
+                self._pong_deadline = math.inf
+                if self._missed_pongs >= MAX_MISSED_PONGS:
+                    logger.info("%d pings unanswered: closing", self._missed_pongs)
+                    gevent.spawn(self._close_or_abort, 1001, "ping timeout")
+                    return
+                self._ping_interval = min(self._ping_interval * 2, self._setting("MAX_BACKOFF"))
+                self._next_ping = now + self._ping_interval
+            if now >= self._next_ping and self._ping_payload is None:
+                payload = os.urandom(4)
+                self._ping_payload = payload
+                self._pong_deadline = now + self._setting("PONG_TIMEOUT")
+                self._next_ping = math.inf
+                self._send_from_hub(connection.send_ping, payload)
+        self._schedule()
+
+    def _answer_and_abort(self, received: Close) -> None:
+        self.close(None if received.code == 1005 else received.code)
+        self.abort()
+
+    def _send_from_hub(self, action: Callable[..., None], *args: Any) -> None:
+        """Send from the timer's callback: at once when the frame fits in the socket, else from a greenlet."""
+        lock = self._write_lock
+        if not self._inline or not lock.acquire(blocking=False):
+            gevent.spawn(self.send, action, *args)
+            return
+        try:
+            try:
+                action(*args)
+            except LocalProtocolError as exc:
+                logger.debug("not sending: %s", exc)
+                return
+            chunks = self.connection.data_to_send()
+            for index, chunk in enumerate(chunks):
+                try:
+                    sent = self._raw_socket.send(chunk)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    logger.debug("connection lost while sending: %s", exc)
                     self.abort()
                     return
-                wake_at = self._closing_since + close_timeout
-            else:
-                if self.inbox.full:
-                    # We stopped reading (backpressure): silence is ours, not the client's.
-                    self.last_frame_at = now
-                    if self._pong_deadline != math.inf:
-                        self._pong_deadline = now + pong_timeout
-                if now >= self.last_frame_at + receive_timeout:
-                    logger.info("no frame received for %s s: closing", receive_timeout)
-                    if not self.close(1001, "receive timeout"):
-                        self.abort()
-                    continue
-                if now >= self._pong_deadline:
-                    self._missed_pongs += 1
-                    self._ping_payload = None
-                    self._pong_deadline = math.inf
-                    if self._missed_pongs >= MAX_MISSED_PONGS:
-                        logger.info("%d pings unanswered: closing", self._missed_pongs)
-                        if not self.close(1001, "ping timeout"):
-                            self.abort()
-                        continue
-                    self._ping_interval = min(self._ping_interval * 2, max_backoff)
-                    self._next_ping = now + self._ping_interval
-                if now >= self._next_ping and self._ping_payload is None:
-                    payload = os.urandom(4)
-                    if self.send(connection.send_ping, payload):
-                        self._ping_payload = payload
-                        self._pong_deadline = now + pong_timeout
-                    self._next_ping = math.inf
-                wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
-            self._wake_watchdog.clear()
-            self._wake_watchdog.wait(None if wake_at == math.inf else max(wake_at - time.monotonic(), 0.0))
+                if sent < len(chunk):
+                    # The client is slow to read: a greenlet finishes the
+                    # frames, holding the write lock until they are out.
+                    rest = [memoryview(chunk)[sent:], *chunks[index + 1 :]]
+                    gevent.spawn(self._finish_writing, rest)
+                    lock = None
+                    return
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _finish_writing(self, chunks: list[Any]) -> None:
+        """Write ``chunks`` and release the write lock, which the caller handed over."""
+        try:
+            for chunk in chunks:
+                self.socket.sendall(chunk)
+        except TimeoutError:
+            logger.info("send timed out after %s s: dropping the connection", self._settings.SEND_TIMEOUT)
+            self.abort()
+        except OSError as exc:
+            logger.debug("connection lost while sending: %s", exc)
+            self.abort()
+        finally:
+            self._write_lock.release()

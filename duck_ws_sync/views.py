@@ -14,17 +14,16 @@ import json
 import logging
 import os
 import socket
-import weakref
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any, ClassVar
 
+from .inbox import END, Inbox
 from .loop import GreenletEventLoop
 from .protocol import (
     MAGIC_STRING,
     Close,
     Extension,
     Frame,
-    HandshakeResult,
     OpCode,
     PerMessageDeflate,
     ServerConnection,
@@ -34,7 +33,7 @@ from .protocol import (
 )
 from .protocol.frames import parse_close, serialize_close
 from .request import WebSocketRequest
-from .transport import END, Inbox, Transport
+from .transport import Transport
 
 __all__ = ["SendResult", "WebSocketView", "close_all"]
 
@@ -308,19 +307,17 @@ class WebSocketView:
         extensions = [cls.COMPRESSION] if cls.COMPRESSION is not None else []
         return ServerHandshake(cls.ALLOWED_ORIGINS, cls.SUBPROTOCOLS, extensions)
 
-    def serve(self, sock: socket.socket, handshake: HandshakeResult, initial_data: bytes = b"") -> None:
+    def serve(self, sock: socket.socket, initial_data: bytes = b"") -> None:
         """Run the whole connection in the calling greenlet; return when it has ended.
 
-        The 101 response has been written already. ``initial_data`` is what
-        the server read past the upgrade request (a first frame, maybe).
+        The 101 response has been written already, with ``extensions`` and
+        ``subprotocol`` set from the handshake. ``initial_data`` is what the
+        server read past the upgrade request (a first frame, maybe).
         """
-        self.initiated_upgrade = True
-        self.extensions = handshake.extensions
-        self.subprotocol = handshake.subprotocol
         self._connection = ServerConnection(
             max_frame_size=self.MAX_FRAME_SIZE,
             max_message_size=self.MAX_MESSAGE_SIZE,
-            extensions=handshake.extensions,
+            extensions=self.extensions,
             answer_close_at_once=False,
         )
         self._loop = loop = GreenletEventLoop()
@@ -329,7 +326,7 @@ class WebSocketView:
         _OPEN_VIEWS.add(self)
         try:
             transport.start(loop)
-            loop.run_until_complete(self._run_session(inbox))
+            loop.run_until_complete(inbox.run(self._run_session(inbox)))
         finally:
             _OPEN_VIEWS.discard(self)
             # Whatever ended the session (even the worker killing this
@@ -402,7 +399,8 @@ class WebSocketView:
             logger.exception("on_close of WebSocket view %s failed", type(self).__name__)
 
 
-_OPEN_VIEWS: weakref.WeakSet[WebSocketView] = weakref.WeakSet()
+# The open connections of this process (each removes itself when it ends).
+_OPEN_VIEWS: set[WebSocketView] = set()
 
 
 def close_all(code: int = 1001, reason: str = "Server shutting down") -> int:

@@ -1,0 +1,223 @@
+"""How a message travels from the socket reader to ``on_receive``, and the session task that receives it.
+
+A view's session is one asyncio task on the connection's loop: it awaits
+``Inbox.get()`` for each message and calls the hooks. Waking a task the usual
+way (a future's result, a callback, a loop iteration) costs more than the
+rest of a small message's path, so the inbox has a shorter way:
+
+When the reader finds a message while the loop's greenlet is between
+iterations and the session task is waiting for a message, the inbox resumes
+the task's coroutine right there, as the task itself would: in the task's
+context, with the task current (``asyncio.current_task()``,
+``asyncio.timeout`` and ``TaskGroup`` in the hook see the session task). A
+hook that completes without suspending runs straight through, and the
+coroutine is back waiting before the reader reads again. A hook that
+suspends has awaited some future; the task is told (its waiter completes)
+and, stepped by the loop, goes on waiting on that very future, so
+cancellation and wake-ups work as if the task had stepped the coroutine
+itself. Python 3.12's eager tasks run a task's first step the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import types
+from collections import deque
+from collections.abc import Coroutine, Generator
+from typing import Any
+
+import gevent.event
+
+__all__ = ["END", "Inbox"]
+
+# Ends the inbox: the reader has stopped.
+END = object()
+# No hand-over is pending.
+_NOTHING = object()
+
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+
+
+class Inbox:
+    """A bounded queue of messages from the reader to the session task.
+
+    ``put`` blocks a standby reader's greenlet while the queue is full (TCP
+    then pushes back on the client); the loop's own greenlet never blocks
+    in it.
+
+    Args:
+        loop: The connection's event loop.
+        size: How many messages may wait for the session.
+    """
+
+    __slots__ = ("_context", "_coroutine", "_handoff", "_items", "_loop", "_size", "_space", "_task", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self._loop = loop
+        self._size = size
+        self._items: deque[Any] | None = None  # made for the first message that has to wait
+        # The future the session waits on while the queue is empty.
+        self._waiter: asyncio.Future[None] | None = None
+        self._space: gevent.event.Event | None = None  # made when a reader first has to wait
+        self._task: asyncio.Task[Any] | None = None
+        self._coroutine: Coroutine[Any, Any, Any] | None = None
+        self._context: contextvars.Context | None = None
+        # What the session's coroutine waits on after a step taken here,
+        # until the task takes over waiting on it.
+        self._handoff: Any = _NOTHING
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start the session ``coroutine`` as a task that messages can be handed to directly."""
+        self._coroutine = coroutine
+        self._context = contextvars.copy_context()
+        self._task = self._loop.create_task(self._drive(coroutine), context=self._context)
+        return self._task
+
+    # The reader's side.
+
+    def put(self, item: Any, wait: bool = True) -> None:
+        """Append ``item`` and wake the session; wait while the queue is full, unless ``wait`` is False."""
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if wait and len(items) >= self._size:
+            space = self._space
+            if space is None:
+                space = self._space = gevent.event.Event()
+            space.clear()
+            space.wait()
+
+    def deliver(self, messages: list[Any]) -> None:
+        """Hand ``messages`` to the session from the loop's greenlet, between two loop iterations.
+
+        When the session waits for a message, its coroutine takes the first
+        at once (and the rest from the queue, in the same step while its
+        hooks do not suspend); otherwise they are queued, never waiting for
+        space: the loop's greenlet must not block here.
+        """
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._items:
+            for message in messages:
+                self.put(message, wait=False)
+            return
+        if len(messages) > 1:
+            # The rest is queued first: a hook that blocks lets a standby
+            # reader queue later messages, which must come after these.
+            if self._items is None:
+                self._items = deque()
+            self._items.extend(messages[1:])
+        task = self._task
+        assert task is not None and self._coroutine is not None and self._context is not None
+        _enter_task(self._loop, task)
+        try:
+            yielded = self._context.run(self._coroutine.send, messages[0])
+        except StopIteration as stop:  # the session returned: the task returns its value
+            self._handoff = _Ended(stop)
+            waiter.set_result(None)
+            return
+        except BaseException as exc:  # the session failed here (a killed greenlet): the task fails too
+            self._handoff = _Ended(exc)
+            waiter.set_result(None)
+            raise
+        finally:
+            _leave_task(self._loop, task)
+        if yielded is not self._waiter:
+            # The hook suspended: the task must wait on what it awaits.
+            self._handoff = yielded
+            if not waiter.done():
+                waiter.set_result(None)
+
+    @property
+    def full(self) -> bool:
+        """True when the session is behind: reading should pause."""
+        return self._items is not None and len(self._items) >= self._size
+
+    def wake_consumer(self) -> None:
+        """Wake the loop (a no-op wake-up lets its greenlet reconsider what to wait for)."""
+        self._loop.call_soon_threadsafe(_nothing)
+
+    def clear(self) -> None:
+        """Drop the queued messages (the view will not read them) and unblock the reader.
+
+        ``END`` stays: the session still has to learn that reading is over.
+        """
+        items = self._items
+        if items:
+            ended = END in items
+            items.clear()
+            if ended:
+                items.append(END)
+        if self._space is not None:
+            self._space.set()
+
+    # The session's side.
+
+    @types.coroutine
+    def get(self) -> Generator[Any, Any, Any]:
+        """Take the oldest item, waiting for one."""
+        while not self._items:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = self._loop.create_future()
+            waiter._asyncio_future_blocking = True  # what awaiting a future sets, for the task
+            item = yield waiter
+            if item is not None:  # handed in by ``deliver``
+                return item
+        items = self._items
+        item = items.popleft()
+        if self._space is not None and len(items) < self._size:
+            self._space.set()
+        return item
+
+    @types.coroutine
+    def _drive(self, coroutine: Coroutine[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        """The session task's coroutine: steps ``coroutine`` for the task, and takes over a hand-over.
+
+        After ``deliver`` stepped the coroutine into a suspension of its
+        own, the task is woken once; instead of resuming the coroutine it
+        then waits on what the coroutine waits on.
+        """
+        send, throw = coroutine.send, coroutine.throw
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            handoff, self._handoff = self._handoff, _NOTHING
+            if type(handoff) is _Ended:
+                if isinstance(handoff.exception, StopIteration):
+                    return handoff.exception.value
+                raise handoff.exception
+            try:
+                if error is not None:
+                    if asyncio.isfuture(handoff):
+                        # The task would have cancelled the future it waited on.
+                        handoff.cancel()
+                    yielded = throw(error)
+                elif handoff is not _NOTHING:
+                    yielded = handoff
+                else:
+                    yielded = send(value)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:
+                value, error = None, exc
+
+
+class _Ended:
+    """How the session's coroutine ended during a step taken by ``deliver``."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+def _nothing() -> None:
+    pass
