@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .frames import summarize
 from .opcodes import OpCode
 
 __all__ = ["Close", "Event", "Message", "Ping", "Pong"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Message:
     """A complete data message, reassembled and decompressed.
 
@@ -26,19 +27,28 @@ class Message:
         """The payload decoded as UTF-8 (decoded on each access)."""
         return self.data.decode("utf-8")
 
+    def __repr__(self) -> str:
+        return f"Message({self.opcode.name}, {summarize(self.data)})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Ping:
     """A Ping frame; the connection has already queued the matching Pong."""
 
     payload: bytes
 
+    def __repr__(self) -> str:
+        return f"Ping({summarize(self.payload)})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Pong:
     """A Pong frame."""
 
     payload: bytes
+
+    def __repr__(self) -> str:
+        return f"Pong({summarize(self.payload)})"
 
 
 @dataclass(frozen=True, slots=True)

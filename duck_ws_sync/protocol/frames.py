@@ -33,6 +33,7 @@ __all__ = [
     "parse_header",
     "serialize_close",
     "serialize_header",
+    "summarize",
     "truncate_reason",
 ]
 
@@ -231,10 +232,20 @@ def serialize_close(code: int | None, reason: str = "") -> bytes:
     return code.to_bytes(2, "big") + truncate_reason(reason)
 
 
+def summarize(payload: bytes | bytearray | memoryview, limit: int = 32) -> str:
+    """Describe a payload for a repr: its first ``limit`` bytes and its length.
+
+    Reprs end up in logs and in asyncio's debug output, where a whole
+    megabyte-long payload would cost milliseconds and drown the line.
+    """
+    head = repr(bytes(payload[:limit]))
+    return f"{head}{'...' if len(payload) > limit else ''} ({len(payload)} bytes)"
+
+
 ReadExact = Callable[[int], Awaitable[bytes]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Frame:
     """One WebSocket frame, with Duck's constructor, ``check``, ``parse`` and ``serialize``.
 
@@ -251,6 +262,14 @@ class Frame:
     rsv1: bool = False
     rsv2: bool = False
     rsv3: bool = False
+
+    def __repr__(self) -> str:
+        try:
+            opcode = OpCode(self.opcode).name
+        except ValueError:
+            opcode = hex(self.opcode)
+        flags = "".join(f", {name}=True" for name in ("rsv1", "rsv2", "rsv3") if getattr(self, name))
+        return f"Frame({opcode}, fin={self.fin}, payload={summarize(self.payload)}{flags})"
 
     def check(self, extensions: Sequence[Extension] | None = None) -> None:
         """Check this frame against the rules that apply to any single frame.

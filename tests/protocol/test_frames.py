@@ -6,6 +6,7 @@ import pytest
 
 from duck_ws_sync.exceptions import InvalidPayloadData, PayloadTooBig, ProtocolError
 from duck_ws_sync.protocol import Frame, OpCode, PerMessageDeflate
+from duck_ws_sync.protocol.events import Message, Ping, Pong
 from duck_ws_sync.protocol.frames import (
     header_size,
     parse_close,
@@ -142,3 +143,21 @@ class TestFrame:
         with pytest.raises(ProtocolError):
             Frame(OpCode.PING, rsv1=True).check([deflate])
         Frame(OpCode.PING, payload=b"x" * 125).check()
+
+
+class TestRepr:
+    """Reprs name the payload's first bytes and its length, never the whole payload."""
+
+    def test_a_large_frame_is_summarized(self):
+        text = repr(Frame(OpCode.TEXT, payload=b"a" * (1 << 20)))
+        assert text == "Frame(TEXT, fin=True, payload=b'" + "a" * 32 + "'... (1048576 bytes))"
+
+    def test_a_short_frame_shows_its_whole_payload_and_flags(self):
+        assert repr(Frame(0x3, fin=False, payload=b"xy", rsv1=True)) == (
+            "Frame(0x3, fin=False, payload=b'xy' (2 bytes), rsv1=True)"
+        )
+
+    def test_events_are_summarized(self):
+        assert repr(Message(OpCode.BINARY, bytes(1000))) == ("Message(BINARY, b'" + "\\x00" * 32 + "'... (1000 bytes))")
+        assert repr(Ping(b"p")) == "Ping(b'p' (1 bytes))"
+        assert repr(Pong(b"")) == "Pong(b'' (0 bytes))"
