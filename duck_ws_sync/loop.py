@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import sys
 import weakref
 from asyncio import events
@@ -49,14 +50,50 @@ _FAIRNESS_INTERVAL = 64
 
 
 def _install_switch_tracer() -> None:
-    """Make asyncio's running loop a per-greenlet value in this thread (once per hub)."""
+    """Make asyncio's running loop a per-greenlet value in this thread (once per hub).
+
+    The tracer runs on every greenlet switch of the worker, WebSocket or not:
+    the native one (``_speedups.SwitchTracer``) when it is built, else
+    ``_python_tracer``, which does the same.
+    """
     hub = gevent.get_hub()
     if getattr(hub, _TRACER_INSTALLED, False):
         return
-    get_running_loop, set_running_loop = events._get_running_loop, events._set_running_loop
-    get_hooks, set_hooks = sys.get_asyncgen_hooks, sys.set_asyncgen_hooks
-    previous = greenlet.gettrace()
-    no_hooks = get_hooks()
+    arguments = (
+        hub,
+        _LOOP_ATTRIBUTE,
+        _BLOCKED_ATTRIBUTE,
+        events._get_running_loop,
+        events._set_running_loop,
+        sys.get_asyncgen_hooks,
+        sys.set_asyncgen_hooks,
+        tuple(sys.get_asyncgen_hooks()),
+        greenlet.gettrace(),
+    )
+    native = getattr(_load_speedups(), "SwitchTracer", None)
+    greenlet.settrace(native(*arguments) if native is not None else _python_tracer(*arguments))
+    setattr(hub, _TRACER_INSTALLED, True)
+
+
+def _load_speedups() -> Any:
+    try:
+        return importlib.import_module("duck_ws_sync.protocol._speedups")
+    except ImportError:
+        return None
+
+
+def _python_tracer(
+    hub: Any,
+    loop_attribute: str,
+    blocked_attribute: str,
+    get_running_loop: Callable[[], Any],
+    set_running_loop: Callable[[Any], None],
+    get_hooks: Callable[[], Any],
+    set_hooks: Callable[..., None],
+    no_hooks: tuple[Any, ...],
+    previous: Callable[..., Any] | None,
+) -> Callable[[str, tuple[greenlet.greenlet, greenlet.greenlet]], None]:
+    """The switch tracer in Python (``_speedups.SwitchTracer`` is the same in C)."""
 
     def trace(event: str, args: tuple[greenlet.greenlet, greenlet.greenlet]) -> None:
         if event in ("switch", "throw"):
@@ -64,31 +101,31 @@ def _install_switch_tracer() -> None:
             if target is hub:
                 # The hub runs no asyncio code, so the running loop can stay
                 # as it is; a GreenletEventLoop's greenlet has its state saved
-                # already (run_forever below). This skips two getpid() calls
-                # in CPython's running-loop accessors on most switches.
-                blocked = getattr(origin, _BLOCKED_ATTRIBUTE, None)
+                # already (run_forever below).
+                blocked = getattr(origin, blocked_attribute, None)
                 if blocked is not None:
-                    blocked()
-                return
-            if origin is hub:
-                state = getattr(target, _LOOP_ATTRIBUTE, None)
-                if state is not None and state[0] is not None and get_running_loop() is state[0]:
-                    return
-            # The running loop and the async generator hooks (which finalize
-            # abandoned async generators on their own loop) are per greenlet.
-            with contextlib.suppress(AttributeError):
-                setattr(origin, _LOOP_ATTRIBUTE, (get_running_loop(), get_hooks()))
-            loop, hooks = getattr(target, _LOOP_ATTRIBUTE, None) or (None, no_hooks)
-            set_running_loop(loop)
-            set_hooks(*hooks)
-            blocked = getattr(origin, _BLOCKED_ATTRIBUTE, None)
-            if blocked is not None:
-                blocked()  # a connection's loop blocks outside its select: keep reading its socket
+                    blocked()  # a connection's loop blocks outside its select: keep reading its socket
+            else:
+                if origin is not hub:
+                    # The running loop and the async generator hooks (which
+                    # finalize abandoned async generators on their own loop)
+                    # are per greenlet. The hub's are never restored.
+                    with contextlib.suppress(AttributeError):
+                        setattr(origin, loop_attribute, (get_running_loop(), get_hooks()))
+                loop, hooks = getattr(target, loop_attribute, None) or (None, no_hooks)
+                # Set only what changes: setting the running loop allocates.
+                if get_running_loop() is not loop:
+                    set_running_loop(loop)
+                if tuple(get_hooks()) != tuple(hooks):
+                    set_hooks(*hooks)
+                if origin is not hub:
+                    blocked = getattr(origin, blocked_attribute, None)
+                    if blocked is not None:
+                        blocked()
         if previous is not None:
             previous(event, args)
 
-    greenlet.settrace(trace)
-    setattr(hub, _TRACER_INSTALLED, True)
+    return trace
 
 
 class InlineReader(Protocol):

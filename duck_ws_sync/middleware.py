@@ -201,7 +201,12 @@ def _gunicorn_buffered(body: Any) -> bytes:
 
 
 def _pywsgi_buffered(reader: Any, sock: Any) -> bytes:
-    """Bytes pywsgi's buffered reader holds past the request, read without blocking."""
+    """Bytes pywsgi's buffered reader holds past the request, read without blocking.
+
+    The reader is closed then (the socket stays open): it frees its 8 KiB
+    buffer, which would otherwise stay with the connection for its life,
+    and tells pywsgi's handler that no further request follows.
+    """
     timeout = sock.gettimeout()
     sock.settimeout(0.0)
     try:
@@ -210,3 +215,4 @@ def _pywsgi_buffered(reader: Any, sock: Any) -> bytes:
         return b""
     finally:
         sock.settimeout(timeout)
+        reader.close()

@@ -1,0 +1,80 @@
+"""The greenlet switch tracer: each greenlet sees its own running loop (native and Python tracers)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import Any
+
+import gevent
+import pytest
+
+from duck_ws_sync import loop as loop_module
+from duck_ws_sync.loop import GreenletEventLoop
+
+
+@pytest.fixture(params=["native", "python"])
+def tracer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "python":
+        monkeypatch.setattr(loop_module, "_load_speedups", lambda: None)
+    elif getattr(loop_module._load_speedups(), "SwitchTracer", None) is None:
+        pytest.skip("the native extension is not built")
+    return request.param
+
+
+def run_in_new_hub(target: Any) -> Any:
+    """Run ``target`` in a thread of its own: a new gevent hub, where the tracer is installed anew."""
+    outcome: dict[str, Any] = {}
+
+    def main() -> None:
+        try:
+            outcome["value"] = target()
+        except BaseException as exc:  # noqa: BLE001 (reported to the test)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the hub's thread did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest.mark.timeout(20)
+def test_loops_in_greenlets_blocked_in_gevent_keep_their_own_running_loop(tracer: str) -> None:
+    def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        async def hook(name: str) -> None:
+            mine = asyncio.get_running_loop()
+            hooks = sys.get_asyncgen_hooks()
+            for step in range(5):
+                gevent.sleep(0.001 * (step + 1))  # blocks the greenlet: the others (and their loops) run
+                seen.setdefault(name, []).append(
+                    (asyncio.get_running_loop() is mine, sys.get_asyncgen_hooks() == hooks)
+                )
+                await asyncio.sleep(0)
+
+        def connection(name: str) -> None:
+            loop = GreenletEventLoop()
+            try:
+                loop.run_until_complete(hook(name))
+            finally:
+                loop.close()
+
+        def plain_greenlet() -> None:
+            for _ in range(5):
+                gevent.sleep(0.002)
+                seen.setdefault("plain", []).append(asyncio.events._get_running_loop())
+
+        gevent.joinall([gevent.spawn(connection, "a"), gevent.spawn(connection, "b"), gevent.spawn(plain_greenlet)])
+        seen["tracer"] = type(__import__("greenlet").gettrace()).__name__
+        return seen
+
+    seen = run_in_new_hub(scenario)
+    assert seen["a"] == [(True, True)] * 5
+    assert seen["b"] == [(True, True)] * 5
+    assert seen["plain"] == [None] * 5  # a greenlet that runs no loop sees none
+    assert seen["tracer"] == ("SwitchTracer" if tracer == "native" else "function")
