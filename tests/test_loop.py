@@ -30,7 +30,7 @@ def run_in_new_hub(target: Any) -> Any:
     def main() -> None:
         try:
             outcome["value"] = target()
-        except BaseException as exc:  # noqa: BLE001 (reported to the test)
+        except BaseException as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=main)
