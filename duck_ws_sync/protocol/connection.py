@@ -122,6 +122,30 @@ class ServerConnection:
         frames_sent: How many frames have been written to ``data_to_send``.
     """
 
+    # Slots: every open WebSocket keeps one of these for its whole life.
+    __slots__ = (
+        "_buffer",
+        "_events",
+        "_fragments",
+        "_message_opcode",
+        "_message_size",
+        "_output",
+        "_rsv1_allowed",
+        "_skip",
+        "_utf8_decoder",
+        "answer_close_at_once",
+        "close_initiator",
+        "close_received",
+        "close_sent",
+        "extensions",
+        "frames_received",
+        "frames_sent",
+        "max_frame_size",
+        "max_message_size",
+        "protocol_error",
+        "state",
+    )
+
     def __init__(
         self,
         *,
@@ -195,6 +219,8 @@ class ServerConnection:
                         position += dropped
                         if self._skip:
                             break
+                    if end - position < 2:
+                        break  # not even a header's first two bytes
                     header = parse_header(data, position, rsv1_allowed=self._rsv1_allowed)
                     if header is None:
                         break
@@ -456,9 +482,14 @@ class ServerConnection:
 
     def _write(self, opcode: int, payload: bytes | memoryview, fin: bool = True, rsv1: bool = False) -> None:
         # ``payload`` is immutable: bytes, or a view of bytes.
-        header = serialize_header(opcode, len(payload), fin, rsv1)
         self.frames_sent += 1
-        if len(payload) <= _JOIN_LIMIT:
+        length = len(payload)
+        if length < 126 and fin and not rsv1:
+            # The most common frame: final, small, a two-byte header (§5.2).
+            self._output.append(bytes((0x80 | opcode, length)) + payload)
+            return
+        header = serialize_header(opcode, length, fin, rsv1)
+        if length <= _JOIN_LIMIT:
             self._output.append(header + payload)
         else:
             self._output.append(header)
