@@ -79,6 +79,10 @@ class SendResult(Coroutine[Any, Any, bool]):
         return f"<SendResult sent={self.sent}>"
 
 
+# A SendResult holds no state but its answer, so two serve every send.
+_SENT, _NOT_SENT = SendResult(True), SendResult(False)
+
+
 def _accepts_frame(on_close: Callable[..., Any]) -> bool:
     """Tell whether an ``on_close`` function (unbound) takes the Close frame (Duck's two signatures)."""
     try:
@@ -219,8 +223,8 @@ class WebSocketView:
         transport = self._transport
         if transport is None:
             logger.debug("not sending: the connection is not open")
-            return SendResult(False)
-        return SendResult(transport.send(getattr(transport.connection, method), *args))
+            return _NOT_SENT
+        return _SENT if transport.send(getattr(transport.connection, method), *args) else _NOT_SENT
 
     def send(self, data: str | bytes, opcode: int = OpCode.TEXT) -> SendResult:
         """Send a text (``str``, or UTF-8 bytes) or binary message.

@@ -388,7 +388,8 @@ class ServerConnection:
                 no data frame may be sent, RFC 6455 §5.5.1).
             ValueError: If ``fragment_size`` is not positive.
         """
-        self._check_open("send a data message")
+        if self.state is not OPEN:
+            self._check_open("send a data message")
         if fragment_size is not None and fragment_size < 1:
             raise ValueError("fragment_size must be positive")
         if not isinstance(payload, bytes):
