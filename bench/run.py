@@ -18,6 +18,7 @@ it to a JSON file under build/bench/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -32,7 +33,7 @@ import catalog
 import report
 from clients import ensure_built, probe
 from procs import BenchError, LoadSnapshot, Server, ServerError, Spec, other_load, start_all, stop_all
-from workloads import GROUPS, HTTP, QUICK, Settings, Workload, table
+from workloads import GROUPS, HTTP, QUICK, Settings, Workload, http_warm_up, merge_slices, table
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "build" / "bench"
@@ -75,6 +76,23 @@ def attempt(
     return cell
 
 
+def http_round(
+    order: list[Spec], servers: dict[str, Server | BenchError], settings: Settings, log_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """The HTTP pair in short slices, the order reversed every slice (A B B A ...): slow drifts of the
+    machine's speed hit both alike. Each cell is the median of its server's slices."""
+    for spec in order:
+        server = servers[spec.key]
+        if isinstance(server, Server):
+            with contextlib.suppress(Exception):  # a failing server fails its slices, reported there
+                http_warm_up(server, settings)
+    slices: dict[str, list[dict[str, Any]]] = {spec.key: [] for spec in order}
+    for index in range(settings.http_slices):
+        for spec in order if index % 2 == 0 else order[::-1]:
+            slices[spec.key].append(attempt(HTTP, spec, servers, settings, log_dir))
+    return {key: merge_slices(cells) for key, cells in slices.items()}
+
+
 def run_round(
     number: int, specs: list[Spec], http_specs: list[Spec], rows: list[Workload], settings: Settings, log_dir: Path
 ) -> dict[str, Any]:
@@ -91,7 +109,7 @@ def run_round(
                 spec.key: attempt(row, spec, servers, settings, log_dir) for spec in order if row.applies(spec)
             }
         if http_order:
-            cells[HTTP.key] = {spec.key: attempt(HTTP, spec, servers, settings, log_dir) for spec in http_order}
+            cells[HTTP.key] = http_round(http_order, servers, settings, log_dir)
     finally:
         stop_all(servers)
     return {
@@ -169,7 +187,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--idle-hold", type=float, help="W4: duck_ws_sync's hold at the largest size (60)")
     parser.add_argument("--bcast-conns", type=int, help="W5: clients (1000)")
     parser.add_argument("--bcast-rounds", type=int, help="W5: timed broadcasts per measurement (10)")
-    parser.add_argument("--http-seconds", type=float, help="HTTP: wrk -d (5)")
+    parser.add_argument("--http-seconds", type=float, help="HTTP: wrk -d of one slice (2)")
+    parser.add_argument("--http-slices", type=int, help="HTTP: slices per server and round, alternating (6)")
     parser.add_argument("--http-conns", type=int, help="HTTP: wrk -c (50)")
     parser.add_argument("--http-threads", type=int, help="HTTP: wrk -t (1)")
     parser.add_argument(

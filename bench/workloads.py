@@ -37,7 +37,8 @@ class Settings:
     settle: float = 1.0  # W4: seconds between all connected and the hold
     bcast_conns: int = 1000  # W5
     bcast_rounds: int = 10  # W5: timed rounds (after one warm-up)
-    http_seconds: float = 5.0  # HTTP: wrk -d
+    http_seconds: float = 2.0  # HTTP: wrk -d of one slice
+    http_slices: int = 6  # HTTP: slices per server and round, the servers alternating (ABBA...)
     http_threads: int = 1  # HTTP: wrk -t
     http_conns: int = 50  # HTTP: wrk -c
     dialc: int = 64  # connections dialled at a time
@@ -45,7 +46,7 @@ class Settings:
 
 QUICK = Settings(
     warmup=0.3, duration=1.0, idle_sizes=(500, 1000), hold=1.0, idle_hold=5.0, settle=0.5, bcast_rounds=3,
-    http_seconds=1.0,
+    http_seconds=1.0, http_slices=2,
 )  # fmt: skip
 
 
@@ -181,9 +182,27 @@ def _bcast(server: Server, settings: Settings, log_dir: Path) -> dict[str, Any]:
 
 
 def _http(server: Server, settings: Settings, log_dir: Path) -> dict[str, Any]:
-    wrk(server.port, 1, settings.http_threads, settings.http_conns)  # warm-up: connections, first requests
+    """One slice: wrk for ``http_seconds`` (the round warmed the server up first)."""
     result = wrk(server.port, settings.http_seconds, settings.http_threads, settings.http_conns)
     return {"value": result["requests_per_s"], **result}
+
+
+def http_warm_up(server: Server, settings: Settings) -> None:
+    """Open wrk's connections and serve the first requests once, before the slices."""
+    wrk(server.port, 1, settings.http_threads, settings.http_conns)
+
+
+def merge_slices(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell from a server's HTTP slices: their median, or the first failure."""
+    for cell in slices:
+        if "error" in cell:
+            return cell
+    values = [cell["value"] for cell in slices]
+    return {
+        "value": statistics.median(values),
+        "slices": values,
+        "seconds": round(sum(cell["seconds"] for cell in slices), 1),
+    }
 
 
 def table(settings: Settings) -> list[Workload]:
