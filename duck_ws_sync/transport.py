@@ -32,7 +32,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import gevent
 import gevent.lock
@@ -66,6 +66,35 @@ def _receive_buffer(hub: Any) -> memoryview:
     return buffer
 
 
+class _Limits(NamedTuple):
+    """A view's heartbeat and timeout settings in seconds, ``inf`` for off.
+
+    Connections with the same settings share one: it is read on every
+    timer event, and an idle connection should not carry a copy.
+    """
+
+    ping_interval: float
+    pong_timeout: float
+    max_backoff: float
+    receive_timeout: float
+    send_timeout: float
+    close_timeout: float
+
+    @classmethod
+    def of(cls, settings: Any) -> _Limits:
+        def seconds(name: str) -> float:
+            value = getattr(settings, name, None)
+            return float(value) if value else math.inf
+
+        limits = cls(*(seconds(name.upper()) for name in cls._fields))
+        if len(_SHARED_LIMITS) >= 256:  # settings made per connection: share nothing
+            return _SHARED_LIMITS.get(limits, limits)
+        return _SHARED_LIMITS.setdefault(limits, limits)
+
+
+_SHARED_LIMITS: dict[_Limits, _Limits] = {}
+
+
 class Transport:
     """Runs a ``ServerConnection`` over a socket.
 
@@ -87,6 +116,7 @@ class Transport:
         "_hub",
         "_initial_data",
         "_inline",
+        "_limits",
         "_loop_idle",
         "_missed_pongs",
         "_next_ping",
@@ -96,7 +126,6 @@ class Transport:
         "_pong_deadline",
         "_raw_socket",
         "_reading_done",
-        "_settings",
         "_standby",
         "_standby_waiter",
         "_timer",
@@ -121,7 +150,7 @@ class Transport:
         self.connection = connection
         self.inbox = inbox
         self._initial_data = initial_data
-        self._settings = settings
+        self._limits = _Limits.of(settings)
         self._hub = hub = gevent.get_hub()
         self._buffer = _receive_buffer(hub)
         self._write_lock = gevent.lock.Semaphore()
@@ -133,10 +162,10 @@ class Transport:
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._pong_deadline = math.inf
         self._missed_pongs = 0
-        send_timeout = self._setting("SEND_TIMEOUT")
+        send_timeout = self._limits.send_timeout
         # Sends block at most SEND_TIMEOUT; reads ignore the socket's timeout.
         sock.settimeout(None if send_timeout == math.inf else send_timeout)
-        self._ping_interval = self._setting("PING_INTERVAL")
+        self._ping_interval = self._limits.ping_interval
         self._next_ping = self.last_frame_at + self._ping_interval
         self._timer: Any = None
         self._timer_at = math.inf
@@ -150,10 +179,6 @@ class Transport:
         self._inline = self._raw_socket is not None and not callable(getattr(sock, "pending", None))
         # The socket's own watcher (gevent's sockets have one), else one of ours.
         self.read_watcher: Any = getattr(sock, "_read_event", None) or hub.loop.io(sock.fileno(), 1)
-
-    def _setting(self, name: str) -> float:
-        value = getattr(self._settings, name, None)
-        return float(value) if value else math.inf
 
     def start(self, loop: Any) -> None:
         """Start reading and the timer.
@@ -225,7 +250,7 @@ class Transport:
         except TimeoutError:
             # The client stopped reading. A frame may be half written, so
             # nothing more can go on this stream: drop TCP.
-            logger.info("send timed out after %s s: dropping the connection", self._settings.SEND_TIMEOUT)
+            logger.info("send timed out after %s s: dropping the connection", self._limits.send_timeout)
             self.abort()
             return False
         except OSError as exc:
@@ -389,7 +414,7 @@ class Transport:
             self._broken = True
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-                with gevent.Timeout(min(self._setting("CLOSE_TIMEOUT"), 2.0), False):
+                with gevent.Timeout(min(self._limits.close_timeout, 2.0), False):
                     while sock.recv_into(self._buffer):
                         pass
         with contextlib.suppress(OSError):
@@ -438,7 +463,7 @@ class Transport:
             self._ping_payload = None
             self._missed_pongs = 0
             self._pong_deadline = math.inf
-            self._ping_interval = self._setting("PING_INTERVAL")
+            self._ping_interval = self._limits.ping_interval
             self._next_ping = time.monotonic() + self._ping_interval
             self._schedule()
 
@@ -451,11 +476,11 @@ class Transport:
         if self._broken or self.connection.state is State.CLOSED:
             wake_at = math.inf
         elif self._closing_since is not None:
-            wake_at = self._closing_since + self._setting("CLOSE_TIMEOUT")
+            wake_at = self._closing_since + self._limits.close_timeout
         elif self._reading_done:
             wake_at = math.inf
         else:
-            receive_timeout = self._setting("RECEIVE_TIMEOUT")
+            receive_timeout = self._limits.receive_timeout
             wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
         if self._timer is not None:
             if wake_at == self._timer_at:
@@ -477,7 +502,7 @@ class Transport:
             return
         now = time.monotonic()
         if self._closing_since is not None:
-            if now >= self._closing_since + self._setting("CLOSE_TIMEOUT"):
+            if now >= self._closing_since + self._limits.close_timeout:
                 logger.debug("closing handshake timed out")
                 received = connection.close_received
                 if received is not None and connection.close_sent is None:
@@ -490,8 +515,8 @@ class Transport:
                 # We stopped reading (backpressure): silence is ours, not the client's.
                 self.last_frame_at = now
                 if self._pong_deadline != math.inf:
-                    self._pong_deadline = now + self._setting("PONG_TIMEOUT")
-            receive_timeout = self._setting("RECEIVE_TIMEOUT")
+                    self._pong_deadline = now + self._limits.pong_timeout
+            receive_timeout = self._limits.receive_timeout
             if now >= self.last_frame_at + receive_timeout:
                 logger.info("no frame received for %s s: closing", receive_timeout)
                 gevent.spawn(self._close_or_abort, 1001, "receive timeout")
@@ -504,12 +529,12 @@ class Transport:
                     logger.info("%d pings unanswered: closing", self._missed_pongs)
                     gevent.spawn(self._close_or_abort, 1001, "ping timeout")
                     return
-                self._ping_interval = min(self._ping_interval * 2, self._setting("MAX_BACKOFF"))
+                self._ping_interval = min(self._ping_interval * 2, self._limits.max_backoff)
                 self._next_ping = now + self._ping_interval
             if now >= self._next_ping and self._ping_payload is None:
                 payload = os.urandom(4)
                 self._ping_payload = payload
-                self._pong_deadline = now + self._setting("PONG_TIMEOUT")
+                self._pong_deadline = now + self._limits.pong_timeout
                 self._next_ping = math.inf
                 self._send_from_hub(connection.send_ping, payload)
         self._schedule()
@@ -557,7 +582,7 @@ class Transport:
             for chunk in chunks:
                 self.socket.sendall(chunk)
         except TimeoutError:
-            logger.info("send timed out after %s s: dropping the connection", self._settings.SEND_TIMEOUT)
+            logger.info("send timed out after %s s: dropping the connection", self._limits.send_timeout)
             self.abort()
         except OSError as exc:
             logger.debug("connection lost while sending: %s", exc)
