@@ -118,20 +118,22 @@ class Inbox:
         try:
             yielded = self._context.run(self._coroutine.send, messages[0])
         except StopIteration as stop:  # the session returned: the task returns its value
-            self._handoff = _Ended(stop)
-            waiter.set_result(None)
+            self._hand_over(waiter, _Ended(stop))
             return
         except BaseException as exc:  # the session failed here (a killed greenlet): the task fails too
-            self._handoff = _Ended(exc)
-            waiter.set_result(None)
+            self._hand_over(waiter, _Ended(exc))
             raise
         finally:
             _leave_task(self._loop, task)
         if yielded is not self._waiter:
             # The hook suspended: the task must wait on what it awaits.
-            self._handoff = yielded
-            if not waiter.done():
-                waiter.set_result(None)
+            self._hand_over(waiter, yielded)
+
+    def _hand_over(self, waiter: asyncio.Future[None], handoff: Any) -> None:
+        """Wake the task (its waiter may have been set meanwhile by a standby reader) to take ``handoff``."""
+        self._handoff = handoff
+        if not waiter.done():
+            waiter.set_result(None)
 
     @property
     def full(self) -> bool:
