@@ -233,20 +233,15 @@ class Transport:
         if connection.close_sent is not None and self._closing_since is None:
             self._closing_since = time.monotonic()
             self._schedule()
+        return self._write(connection.data_to_send())
+
+    def _write(self, chunks: list[Any]) -> bool:
+        """Write ``chunks`` whole, waiting at most SEND_TIMEOUT; the caller holds the write lock."""
         try:
-            raw_send = self._raw_socket.send if self._inline else None
-            for chunk in connection.data_to_send():
-                if raw_send is not None:
-                    # One send() is enough for a small frame: gevent's sendall
-                    # costs a getsockopt(SO_SNDBUF) and four Python frames.
-                    try:
-                        sent = raw_send(chunk)
-                    except BlockingIOError:
-                        sent = 0
-                    if sent < len(chunk):
-                        self.socket.sendall(memoryview(chunk)[sent:])
-                else:
-                    self.socket.sendall(chunk)
+            if self._inline:
+                chunks = self._write_what_fits(chunks)
+            for chunk in chunks:
+                self.socket.sendall(chunk)
         except TimeoutError:
             # The client stopped reading. A frame may be half written, so
             # nothing more can go on this stream: drop TCP.
@@ -258,6 +253,22 @@ class Transport:
             self.abort()
             return False
         return True
+
+    def _write_what_fits(self, chunks: list[Any]) -> list[Any]:
+        """Write without waiting; return what did not fit (usually nothing).
+
+        One send() is enough for a small frame: gevent's sendall costs a
+        getsockopt(SO_SNDBUF) and four Python frames.
+        """
+        raw_send = self._raw_socket.send
+        for index, chunk in enumerate(chunks):
+            try:
+                sent = raw_send(chunk)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(chunk):
+                return [memoryview(chunk)[sent:], *chunks[index + 1 :]]
+        return []
 
     def close(self, code: int | None = 1000, reason: str = "") -> bool:
         """Send a Close frame (start the closing handshake, or answer the client's)."""
@@ -549,43 +560,33 @@ class Transport:
         if not self._inline or not lock.acquire(blocking=False):
             gevent.spawn(self.send, action, *args)
             return
+        handed_over = False
         try:
+            if self._broken:
+                return
             try:
                 action(*args)
             except LocalProtocolError as exc:
                 logger.debug("not sending: %s", exc)
                 return
-            chunks = self.connection.data_to_send()
-            for index, chunk in enumerate(chunks):
-                try:
-                    sent = self._raw_socket.send(chunk)
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    logger.debug("connection lost while sending: %s", exc)
-                    self.abort()
-                    return
-                if sent < len(chunk):
-                    # The client is slow to read: a greenlet finishes the
-                    # frames, holding the write lock until they are out.
-                    rest = [memoryview(chunk)[sent:], *chunks[index + 1 :]]
-                    gevent.spawn(self._finish_writing, rest)
-                    lock = None
-                    return
+            try:
+                rest = self._write_what_fits(self.connection.data_to_send())
+            except OSError as exc:
+                logger.debug("connection lost while sending: %s", exc)
+                self.abort()
+                return
+            if rest:
+                # The client is slow to read: a greenlet finishes the
+                # frames, holding the write lock until they are out.
+                gevent.spawn(self._finish_writing, rest)
+                handed_over = True
         finally:
-            if lock is not None:
+            if not handed_over:
                 lock.release()
 
     def _finish_writing(self, chunks: list[Any]) -> None:
         """Write ``chunks`` and release the write lock, which the caller handed over."""
         try:
-            for chunk in chunks:
-                self.socket.sendall(chunk)
-        except TimeoutError:
-            logger.info("send timed out after %s s: dropping the connection", self._limits.send_timeout)
-            self.abort()
-        except OSError as exc:
-            logger.debug("connection lost while sending: %s", exc)
-            self.abort()
+            self._write(chunks)
         finally:
             self._write_lock.release()
