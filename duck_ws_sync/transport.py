@@ -40,7 +40,7 @@ from gevent.hub import Waiter
 
 from .exceptions import LocalProtocolError
 from .inbox import END, Inbox
-from .protocol import Close, Message, Pong, ServerConnection, State
+from .protocol import Message, Pong, ServerConnection, State
 
 __all__ = ["Transport"]
 
@@ -393,17 +393,18 @@ class Transport:
         for event in events:
             if type(event) is Pong:
                 self._receive_pong(event.payload)
-            elif type(event) is Close and self._closing_since is None:
-                # The answer is due within CLOSE_TIMEOUT.
-                self._closing_since = time.monotonic()
-                self._schedule()
+        if connection.input_ended and self._closing_since is None and connection.state is State.OPEN:
+            # The client's Close, or a protocol error: our Close is due
+            # within CLOSE_TIMEOUT, after the messages that came before.
+            self._closing_since = time.monotonic()
+            self._schedule()
         if messages and type(messages[0]) is Message:
             if direct:
                 self.inbox.deliver(messages)
             else:
                 for message in messages:
                     self.inbox.put(message)
-        if connection.state is State.CLOSED or connection.close_received is not None:
+        if connection.input_ended:
             self._end_of_reading()
 
     def _end_of_reading(self) -> None:
@@ -515,9 +516,8 @@ class Transport:
         if self._closing_since is not None:
             if now >= self._closing_since + self._limits.close_timeout:
                 logger.debug("closing handshake timed out")
-                received = connection.close_received
-                if received is not None and connection.close_sent is None:
-                    gevent.spawn(self._answer_and_abort, received)
+                if connection.close_sent is None:
+                    gevent.spawn(self._answer_and_abort)
                 else:
                     self.abort()
                 return
@@ -550,8 +550,20 @@ class Transport:
                 self._send_from_hub(connection.send_ping, payload)
         self._schedule()
 
-    def _answer_and_abort(self, received: Close) -> None:
-        self.close(None if received.code == 1005 else received.code)
+    def answer(self) -> bool:
+        """Send the Close that input ended for: the echo of the client's, or the failure for its protocol error."""
+        connection = self.connection
+        error = connection.protocol_error
+        if connection.failure_pending and error is not None:
+            return self.fail(error.close_code, str(error))
+        received = connection.close_received
+        if received is not None and connection.close_sent is None:
+            # RFC 6455 §5.5.1: echo the client's code.
+            return self.close(None if received.code == 1005 else received.code)
+        return False
+
+    def _answer_and_abort(self) -> None:
+        self.answer()
         self.abort()
 
     def _send_from_hub(self, action: Callable[..., None], *args: Any) -> None:

@@ -191,7 +191,7 @@ class WebSocketView:
         """``INITIATING`` until the handshake succeeds, then ``OPEN``, ``CLOSING``, ``CLOSED``."""
         if self._connection is None:
             return State.INITIATING
-        if self._connection.state is State.OPEN and self._connection.close_received is not None:
+        if self._connection.state is State.OPEN and self._connection.input_ended:
             return State.CLOSING
         return self._connection.state
 
@@ -362,11 +362,11 @@ class WebSocketView:
             except (Exception, asyncio.CancelledError) as exc:
                 self._hook_failed(exc)
                 inbox.clear()
-        received = connection.close_received
-        if received is not None and connection.close_sent is None:
-            # RFC 6455 §5.5.1: echo the client's code. Every message that came
-            # before its Close has been handled, so no reply was lost.
-            self._send("send_close", None if received.code == 1005 else received.code, "")
+        # Every message that came before the client's Close (or its protocol
+        # error) has been handled, so no reply was lost: answer it now.
+        transport = self._transport
+        assert transport is not None
+        transport.answer()
 
     def _hook_failed(self, exc: BaseException) -> None:
         """Log a hook's exception with its traceback and close the connection with 1011.

@@ -5,7 +5,8 @@
  * supporting the buffer protocol) with the 4-byte ``mask``, repeated (RFC 6455
  * section 5.3). The work is done eight bytes at a time on a 64-bit word that
  * holds the mask twice; compilers vectorise this loop further. Masking and
- * unmasking are the same operation.
+ * unmasking are the same operation. unmask_into(target, position, data, mask)
+ * does the same into a bytearray that collects a large frame's payload.
  *
  * SwitchTracer is the greenlet switch tracer of duck_ws_sync.loop, in C: it
  * runs on every greenlet switch of a worker, so it must cost next to nothing.
@@ -15,6 +16,30 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+/* out[i] = in[i] ^ key[(phase + i) & 3] for i < length; out may be in. */
+static void
+xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t length, const unsigned char *key,
+         Py_ssize_t phase)
+{
+    unsigned char rotated[8];
+    uint64_t word_mask, word;
+    Py_ssize_t i = 0;
+    int j;
+
+    for (j = 0; j < 8; j++) {
+        rotated[j] = key[(phase + j) & 3];
+    }
+    memcpy(&word_mask, rotated, 8);
+    for (; i + 8 <= length; i += 8) {
+        memcpy(&word, in + i, 8);
+        word ^= word_mask;
+        memcpy(out + i, &word, 8);
+    }
+    for (; i < length; i++) {
+        out[i] = in[i] ^ rotated[i & 3];
+    }
+}
 
 static PyObject *
 apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -37,36 +62,71 @@ apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
         goto done;
     }
-
     result = PyBytes_FromStringAndSize(NULL, data.len);
     if (result == NULL) {
         goto done;
     }
+    /* Large payloads are the only case worth releasing the GIL for. */
+    Py_BEGIN_ALLOW_THREADS
+    xor_mask((unsigned char *)PyBytes_AS_STRING(result), (const unsigned char *)data.buf, data.len,
+             (const unsigned char *)mask.buf, 0);
+    Py_END_ALLOW_THREADS
 
-    {
-        const unsigned char *in = (const unsigned char *)data.buf;
-        const unsigned char *key = (const unsigned char *)mask.buf;
-        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-        Py_ssize_t length = data.len, i = 0;
-        uint64_t word_mask, word;
-        unsigned char repeated[8];
+done:
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&data);
+    return result;
+}
 
-        memcpy(repeated, key, 4);
-        memcpy(repeated + 4, key, 4);
-        memcpy(&word_mask, repeated, 8);
+/*
+ * unmask_into(target, position, data, mask) -> None: write ``data`` unmasked
+ * into the bytearray ``target`` at ``position``, where ``position`` is the
+ * offset of ``data`` in its frame's payload (it sets the phase of the mask).
+ * ``target`` grows when it is too short; one pass copies and unmasks.
+ */
+static PyObject *
+unmask_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data, mask;
+    Py_ssize_t position, end;
+    PyObject *target;
+    PyObject *result = NULL;
 
-        /* Large payloads are the only case worth releasing the GIL for. */
-        Py_BEGIN_ALLOW_THREADS
-        for (; i + 8 <= length; i += 8) {
-            memcpy(&word, in + i, 8);
-            word ^= word_mask;
-            memcpy(out + i, &word, 8);
-        }
-        for (; i < length; i++) {
-            out[i] = in[i] ^ key[i & 3];
-        }
-        Py_END_ALLOW_THREADS
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "unmask_into() takes exactly 4 arguments (target, position, data, mask)");
+        return NULL;
     }
+    target = args[0];
+    if (!PyByteArray_CheckExact(target)) {
+        PyErr_SetString(PyExc_TypeError, "unmask_into() target must be a bytearray");
+        return NULL;
+    }
+    position = PyLong_AsSsize_t(args[1]);
+    if (position == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (position < 0 || position > PyByteArray_GET_SIZE(target)) {
+        PyErr_SetString(PyExc_ValueError, "position out of range");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[3], &mask, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (mask.len != 4) {
+        PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+        goto done;
+    }
+    end = position + data.len;
+    if (end > PyByteArray_GET_SIZE(target) && PyByteArray_Resize(target, end) < 0) {
+        goto done;  /* also refused while target's buffer is exported */
+    }
+    xor_mask((unsigned char *)PyByteArray_AS_STRING(target) + position, (const unsigned char *)data.buf,
+             data.len, (const unsigned char *)mask.buf, position);
+    result = Py_NewRef(Py_None);
 
 done:
     PyBuffer_Release(&mask);
@@ -323,6 +383,9 @@ static PyTypeObject SwitchTracerType = {
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      "apply_mask(data, mask) -> bytes\n\nXOR data with the repeated 4-byte mask."},
+    {"unmask_into", (PyCFunction)(void (*)(void))unmask_into, METH_FASTCALL,
+     "unmask_into(target, position, data, mask) -> None\n\n"
+     "Write data XOR the mask, phased for payload offset position, into the bytearray target at position."},
     {NULL, NULL, 0, NULL},
 };
 

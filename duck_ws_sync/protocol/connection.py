@@ -14,6 +14,11 @@ States and who moves between them (RFC 6455 §7)::
 
 In CLOSED the transport closes TCP (the server closes first, §7.1.1). In
 CLOSING it waits, with a deadline of its own, for the client's Close.
+
+A frame whose payload has not all arrived is collected into a buffer of its
+own as it comes, unmasked on the way in (one pass per byte), and the text of
+an uncompressed message is checked for UTF-8 piece by piece: invalid text
+fails the connection as soon as it arrives, not when its frame is complete.
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from .extensions import Extension
 from .frames import (
     MAX_CONTROL_PAYLOAD,
     Frame,
+    FrameHeader,
     check_frame_size,
     parse_close,
     parse_header,
     serialize_close,
     serialize_header,
 )
-from .mask import apply_mask
+from .mask import apply_mask, unmask_into
 from .opcodes import OpCode, is_sendable_close_code
 
 __all__ = ["ServerConnection", "Side", "State"]
@@ -106,10 +112,12 @@ class ServerConnection:
             decompression (None: no limit).
         extensions: The extensions agreed in the handshake.
         answer_close_at_once: Answer the client's Close as soon as it is
-            parsed. When False, the state stays OPEN after it (input stops)
-            until the caller answers with ``send_close``: RFC 6455 §5.5.1
+            parsed, and fail the connection as soon as a protocol error is
+            found. When False, the state stays OPEN after either (input
+            stops) until the caller answers with ``send_close``, or fails the
+            connection with ``fail`` (``failure_pending``): RFC 6455 §5.5.1
             lets an endpoint finish the messages it is sending first, so
-            replies to messages that came before the Close are not lost.
+            replies to messages that came before are not lost.
 
     Attributes:
         state: The connection's ``State``.
@@ -127,9 +135,15 @@ class ServerConnection:
         "_buffer",
         "_events",
         "_fragments",
+        "_message_compressed",
         "_message_opcode",
         "_message_size",
         "_output",
+        "_partial",
+        "_partial_filled",
+        "_partial_header",
+        "_partial_text",
+        "_reading",
         "_rsv1_allowed",
         "_skip",
         "_utf8_decoder",
@@ -167,10 +181,18 @@ class ServerConnection:
         self.frames_sent = 0
         self._events: list[Event] = []
         self._output: list[bytes | memoryview] = []
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # the start of a frame, up to its payload
         self._skip = 0  # bytes of an unwanted frame payload still to drop
+        self._reading = True  # False once input stops: a Close, a failure, CLOSED
+        # The data frame whose payload is arriving: its header, the payload
+        # so far (unmasked), and whether its text is checked as it comes.
+        self._partial: bytearray | None = None
+        self._partial_header: FrameHeader | None = None
+        self._partial_filled = 0
+        self._partial_text = False
         # The fragmented message being received (RFC 6455 §5.4).
         self._message_opcode: OpCode | None = None
+        self._message_compressed = False
         self._fragments: list[bytes] = []
         self._message_size = 0
         self._utf8_decoder: codecs.IncrementalDecoder | None = None
@@ -183,36 +205,57 @@ class ServerConnection:
         """Feed bytes received from the client.
 
         Frames are parsed as soon as they are complete; a protocol violation
-        queues the Close frame with the right code and moves to CLOSED.
-        Afterwards the buffer holds at most one incomplete frame.
+        queues the Close frame with the right code and moves to CLOSED (or,
+        with ``answer_close_at_once=False``, stops input and leaves the
+        failure to the caller). Afterwards at most one frame is incomplete.
         """
-        if self.state is CLOSED or self.close_received is not None:
+        if not self._reading:
             return
+        if self._partial is not None:
+            try:
+                used = self._fill_partial(data)
+            except ProtocolError as exc:
+                self._protocol_failure(exc)
+                return
+            if used == len(data) or not self._reading:
+                return
+            data = memoryview(data)[used:]
         buffer = self._buffer
         if buffer:
             buffer += data
             del buffer[: self._parse(buffer)]
         else:
             consumed = self._parse(data)
-            if consumed < len(data) and self.state is not CLOSED:
+            if consumed < len(data) and self._reading:
                 buffer += memoryview(data)[consumed:]
 
     def receive_eof(self) -> None:
         """Tell the connection that the client closed TCP (or it was lost)."""
         self._transition("receive_eof")
         self._buffer.clear()
+        self._partial = None
 
     def events_received(self) -> list[Event]:
         """Return the events parsed since the last call, in order."""
         events, self._events = self._events, []
         return events
 
+    @property
+    def input_ended(self) -> bool:
+        """True once nothing more will be read: a Close came, the connection failed, or it is CLOSED."""
+        return not self._reading
+
+    @property
+    def failure_pending(self) -> bool:
+        """True when a protocol error stopped input and the caller is to ``fail`` (``answer_close_at_once=False``)."""
+        return self.protocol_error is not None and self.close_sent is None and self.state is OPEN
+
     def _parse(self, data: bytes | bytearray | memoryview) -> int:
         """Parse every complete frame in ``data``; return how many bytes were used."""
         position, end = 0, len(data)
         with memoryview(data) as view:
             try:
-                while self.state is not CLOSED and self.close_received is None:
+                while self._reading:
                     if self._skip:
                         dropped = min(self._skip, end - position)
                         self._skip -= dropped
@@ -231,17 +274,22 @@ class ServerConnection:
                         position += header.size
                         self._skip = header.length
                         continue
-                    try:
-                        check_frame_size(header.length, self.max_frame_size)
-                    except PayloadTooBig as exc:
-                        self._close_for(exc)
-                        position += header.size
-                        self._skip = header.length
-                        continue
                     start = position + header.size
                     stop = start + header.length
+                    try:
+                        check_frame_size(header.length, self.max_frame_size)
+                        if stop > end and is_data:
+                            self._begin_partial(header)
+                    except PayloadTooBig as exc:
+                        self._close_for(exc)
+                        position = start
+                        self._skip = header.length
+                        continue
                     if stop > end:
-                        break
+                        if is_data:
+                            self._fill_partial(view[start:end])
+                            position = end
+                        break  # a control frame is small: it waits in the buffer
                     assert header.mask is not None  # parse_header refuses unmasked frames
                     payload = apply_mask(view[start:stop], header.mask)
                     position = stop
@@ -254,9 +302,18 @@ class ServerConnection:
                     except PayloadTooBig as exc:
                         self._close_for(exc)
             except ProtocolError as exc:
-                self.protocol_error = exc
-                self.fail(exc.close_code, str(exc))
-        return end if self.state is CLOSED or self.close_received is not None else position
+                self._protocol_failure(exc)
+        return position if self._reading else end
+
+    def _protocol_failure(self, error: ProtocolError) -> None:
+        """The client broke the protocol: fail now, or stop input and let the caller fail after what came before."""
+        self.protocol_error = error
+        self._partial = None
+        if self.answer_close_at_once:
+            self.fail(error.close_code, str(error))
+        else:
+            self._reading = False
+            self._buffer.clear()
 
     def _receive_data_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes) -> None:
         # The common case, one uncompressed frame holding a whole message, is
@@ -271,9 +328,13 @@ class ServerConnection:
                     raise InvalidPayloadData("text message is not valid UTF-8") from None
             self._events.append(Message(_MESSAGE_OPCODES[opcode], payload))
             return
+        self._start_frame(opcode, rsv1)
+        self._end_frame(fin, opcode, rsv1, payload, checked=False)
 
-        # §5.4: a fragmented message is a first frame then continuations,
-        # and no other data frame may come between them.
+    def _start_frame(self, opcode: int, rsv1: bool) -> None:
+        """Check that a data frame may come now (§5.4) and start its message if it is the first."""
+        # A fragmented message is a first frame then continuations, and no
+        # other data frame may come between them.
         if opcode == OpCode.CONTINUATION:
             if self._message_opcode is None:
                 raise ProtocolError("continuation frame without a message to continue")
@@ -281,8 +342,11 @@ class ServerConnection:
             raise ProtocolError("new data message before the fragmented message ended")
         else:
             self._message_opcode = _MESSAGE_OPCODES[opcode]
+            self._message_compressed = rsv1
             self._utf8_decoder = _new_utf8_decoder() if opcode == OpCode.TEXT else None
 
+    def _end_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes, checked: bool) -> None:
+        """Add a whole data frame's payload to its message; ``checked``: its text was validated already."""
         if self.extensions:
             frame = Frame(opcode, fin, payload, rsv1)
             remaining = None if self.max_message_size is None else self.max_message_size - self._message_size
@@ -293,26 +357,74 @@ class ServerConnection:
         self._message_size += len(payload)
         if self.max_message_size is not None and self._message_size > self.max_message_size:
             raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
-        if self._utf8_decoder is not None:
-            # §8.1: invalid UTF-8 fails the connection at the frame where it
-            # appears; an incomplete character may continue in the next frame.
-            try:
-                self._utf8_decoder.decode(payload, fin)
-            except UnicodeDecodeError:
-                raise InvalidPayloadData("text message is not valid UTF-8") from None
-            if not fin and _is_surrogate_prefix(self._utf8_decoder.getstate()[0]):
-                raise InvalidPayloadData("text message is not valid UTF-8")
+        if self._utf8_decoder is not None and not checked:
+            self._check_utf8(payload, fin)
         self._fragments.append(payload)
         if fin:
             fragments = self._fragments
             data = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+            assert self._message_opcode is not None
             self._events.append(Message(self._message_opcode, data))
             self._reset_message()
+
+    def _check_utf8(self, text: bytes | bytearray, final: bool) -> None:
+        """Feed the next piece of a text message to its UTF-8 check.
+
+        §8.1: invalid UTF-8 fails the connection where it appears; a
+        character may continue in the next piece.
+        """
+        decoder = self._utf8_decoder
+        assert decoder is not None
+        if text.isascii() and not decoder.getstate()[0]:
+            if final:
+                decoder.reset()
+            return
+        try:
+            decoder.decode(text, final)
+        except UnicodeDecodeError:
+            raise InvalidPayloadData("text message is not valid UTF-8") from None
+        if not final and _is_surrogate_prefix(decoder.getstate()[0]):
+            raise InvalidPayloadData("text message is not valid UTF-8")
+
+    def _begin_partial(self, header: FrameHeader) -> None:
+        """Start collecting a data frame whose payload has not all arrived."""
+        self._start_frame(header.opcode, header.rsv1)
+        compressed = self._message_compressed
+        limit = self.max_message_size
+        if not compressed and limit is not None and self._message_size + header.length > limit:
+            raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
+        self._partial = bytearray()
+        self._partial_header = header
+        self._partial_filled = 0
+        # Compressed text can only be checked once it is inflated.
+        self._partial_text = self._utf8_decoder is not None and not compressed
+
+    def _fill_partial(self, data: bytes | bytearray | memoryview) -> int:
+        """Add the next bytes of the frame being collected; return how many were used."""
+        payload, header = self._partial, self._partial_header
+        assert payload is not None and header is not None and header.mask is not None
+        filled = self._partial_filled
+        used = min(len(data), header.length - filled)
+        unmask_into(payload, filled, data if used == len(data) else memoryview(data)[:used], header.mask)
+        self._partial_filled = filled + used
+        if self._partial_text:
+            self._check_utf8(payload[filled : filled + used], final=False)
+        if self._partial_filled == header.length:
+            self._partial = None
+            self.frames_received += 1
+            if self._partial_text and header.fin:
+                self._check_utf8(b"", final=True)
+            try:
+                self._end_frame(header.fin, header.opcode, header.rsv1, bytes(payload), checked=self._partial_text)
+            except PayloadTooBig as exc:
+                self._close_for(exc)
+        return used
 
     def _receive_control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == OpCode.CLOSE:
             code, reason = parse_close(payload)
             self.close_received = Close(code, reason)
+            self._reading = False
             self._events.append(self.close_received)
             self._reset_message()
             if self.state is OPEN:
@@ -333,6 +445,7 @@ class ServerConnection:
 
     def _reset_message(self) -> None:
         self._message_opcode = None
+        self._message_compressed = False
         self._fragments = []
         self._message_size = 0
         self._utf8_decoder = None
@@ -448,6 +561,11 @@ class ServerConnection:
         if self.close_received is None:
             self._transition("send_close")
             self.close_initiator = Side.LOCAL
+            header = self._partial_header
+            if self._partial is not None and header is not None:
+                # §7.1.1: the rest of the frame being collected is discarded.
+                self._skip = header.length - self._partial_filled
+                self._partial = None
         else:
             self._transition("answer_close")
         self.close_sent = Close(1005 if code is None else code, reason)
@@ -504,8 +622,10 @@ class ServerConnection:
 
     def _transition(self, happened: str) -> None:
         try:
-            self.state = _TRANSITIONS[self.state, happened]
+            self.state = state = _TRANSITIONS[self.state, happened]
         except KeyError:
             raise LocalProtocolError(
                 f"cannot {happened.replace('_', ' ')}: the connection is {self.state.name}"
             ) from None
+        if state is CLOSED:
+            self._reading = False

@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-__all__ = ["apply_mask", "native_apply_mask", "python_apply_mask"]
+__all__ = ["apply_mask", "native_apply_mask", "python_apply_mask", "python_unmask_into", "unmask_into"]
 
 MaskFunction = Callable[[bytes | bytearray | memoryview, bytes], bytes]
+UnmaskIntoFunction = Callable[[bytearray, int, bytes | bytearray | memoryview, bytes], None]
 
 
 def python_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -40,20 +41,33 @@ def python_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> byte
     return value.to_bytes(length, "little")
 
 
-def _load_native() -> MaskFunction | None:
-    """Return the compiled ``apply_mask``, or None when it is not built."""
+def python_unmask_into(target: bytearray, position: int, data: bytes | bytearray | memoryview, mask: bytes) -> None:
+    """Write ``data`` unmasked into ``target[position:]``, growing ``target`` if needed.
+
+    ``position`` is where ``data`` starts in its frame's payload, which sets
+    where in the 4-byte ``mask`` unmasking starts.
+    """
+    if not 0 <= position <= len(target):
+        raise ValueError("position out of range")
+    phase = position % 4
+    target[position : position + len(data)] = python_apply_mask(data, mask[phase:] + mask[:phase])
+
+
+def _load_native() -> tuple[MaskFunction, UnmaskIntoFunction] | tuple[None, None]:
+    """Return the compiled ``apply_mask`` and ``unmask_into``, or Nones when they are not built."""
     try:
         speedups = importlib.import_module("duck_ws_sync.protocol._speedups")
     except ImportError:
-        return None
-    function: MaskFunction = speedups.apply_mask
-    return function
+        return None, None
+    return speedups.apply_mask, speedups.unmask_into
 
 
-native_apply_mask = _load_native()
+native_apply_mask, native_unmask_into = _load_native()
 
 #: The masking function in use: native when available.
 apply_mask: MaskFunction = native_apply_mask or python_apply_mask
+#: Unmasking into a frame's payload buffer: native when available.
+unmask_into: UnmaskIntoFunction = native_unmask_into or python_unmask_into
 
 #: Which implementation ``apply_mask`` is: ``"native"`` or ``"python"``.
 IMPLEMENTATION = "native" if native_apply_mask is not None else "python"

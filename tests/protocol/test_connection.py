@@ -501,6 +501,146 @@ class TestFailing:
         events = feed(connection, frame(TEXT, b"good") + frame(TEXT, b"bad", mask=None))
         assert events == [Message(OpCode.TEXT, b"good")]
 
+    @pytest.mark.parametrize(
+        "violation, code",
+        [
+            (frame(TEXT, b"bad", mask=None), 1002),
+            (frame(TEXT, b"rsv", rsv1=True), 1002),
+            (frame(CONTINUATION, b"nothing to continue"), 1002),
+            (frame(TEXT, b"\xff"), 1007),
+        ],
+    )
+    def test_deferred_failure_lets_replies_to_earlier_messages_go_first(self, violation, code):
+        # Autobahn 3.2, 5.15: a message parsed in the same read as a later
+        # violation is still answered, then the connection fails.
+        connection = ServerConnection(answer_close_at_once=False)
+        events = feed(connection, frame(TEXT, b"good") + violation + frame(PING, b"unread"))
+        assert events == [Message(OpCode.TEXT, b"good")]
+        assert sent(connection) == b""
+        assert connection.state is State.OPEN
+        assert connection.input_ended and connection.failure_pending
+        assert connection.protocol_error is not None and connection.protocol_error.close_code == code
+        connection.send_text("good")
+        assert sent(connection) == server_frame(TEXT, b"good")
+        connection.fail(connection.protocol_error.close_code, str(connection.protocol_error))
+        assert failed_with(connection, code)
+        assert not connection.failure_pending
+        assert feed(connection, frame(TEXT, b"late")) == []
+
+    def test_failure_is_not_pending_when_failing_at_once(self):
+        connection = ServerConnection()
+        feed(connection, frame(TEXT, b"bad", mask=None))
+        assert connection.input_ended and not connection.failure_pending
+
+    def test_input_ends_with_the_clients_close_and_with_eof(self):
+        connection = ServerConnection(answer_close_at_once=False)
+        assert not connection.input_ended
+        feed(connection, close_frame(1000))
+        assert connection.input_ended and not connection.failure_pending
+        other = ServerConnection()
+        other.receive_eof()
+        assert other.input_ended
+
+
+# RFC 6455 §5.2, §8.1: a frame whose payload arrives in several reads.
+
+
+class TestPartialFrames:
+    @pytest.mark.parametrize("opcode", [TEXT, BINARY])
+    @pytest.mark.parametrize("cuts", [(3,), (14,), (15, 16), (20, 700, 701), tuple(range(1, 1200, 97))])
+    def test_payload_in_pieces_makes_one_message(self, opcode, cuts):
+        payload = ("déjà " * 200).encode()
+        data = frame(opcode, payload)
+        pieces = [data[start:stop] for start, stop in zip((0, *cuts), (*cuts, len(data)), strict=True)]
+        connection = ServerConnection()
+        events = []
+        for piece in pieces:
+            events += feed(connection, piece)
+        assert events == [Message(OpCode(opcode), payload)]
+        assert type(events[0].data) is bytes
+        assert connection.frames_received == 1
+
+    def test_frame_collected_then_frames_in_the_same_read(self):
+        connection = ServerConnection()
+        big = frame(BINARY, bytes(range(256)) * 4)
+        assert feed(connection, big[:100]) == []
+        events = feed(connection, big[100:] + frame(TEXT, b"after") + frame(PING, b"p"))
+        assert events == [Message(OpCode.BINARY, bytes(range(256)) * 4), Message(OpCode.TEXT, b"after"), Ping(b"p")]
+
+    def test_fragments_arriving_in_pieces(self):
+        connection = ServerConnection()
+        data = frame(TEXT, "€uro ".encode() * 50, fin=False) + frame(CONTINUATION, "€nd".encode() * 60)
+        events = []
+        for start in range(0, len(data), 33):
+            events += feed(connection, data[start : start + 33])
+        assert events == [Message(OpCode.TEXT, "€uro ".encode() * 50 + "€nd".encode() * 60)]
+
+    def test_invalid_utf8_fails_when_it_arrives_not_when_the_frame_ends(self):
+        # Autobahn 6.4.3, 6.4.4: fail fast on invalid text inside one large frame.
+        payload = b"valid " * 100 + b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80" + b"rest" * 100
+        data = frame(TEXT, payload)
+        connection = ServerConnection()
+        assert feed(connection, data[:300]) == []
+        assert connection.state is State.OPEN
+        invalid_at = len(data) - len(payload) + payload.index(b"\xf4\x90") + 2
+        assert feed(connection, data[300 : invalid_at - 1]) == []
+        assert connection.state is State.OPEN  # \xf4 alone may still start a valid character
+        assert feed(connection, data[invalid_at - 1 : invalid_at]) == []
+        assert failed_with(connection, 1007)
+
+    def test_surrogate_prefix_fails_without_waiting_for_more(self):
+        payload = b"ab\xed\xa0" + b"x" * 300
+        data = frame(TEXT, payload)
+        connection = ServerConnection()
+        feed(connection, data[: len(data) - 300])
+        assert failed_with(connection, 1007)
+
+    def test_character_split_between_reads_is_valid(self):
+        payload = "x€".encode() * 100
+        data = frame(TEXT, payload)
+        connection = ServerConnection()
+        events = []
+        for start in range(0, len(data), 7):
+            events += feed(connection, data[start : start + 7])
+        assert events == [Message(OpCode.TEXT, payload)]
+
+    def test_incomplete_character_at_the_end_of_a_collected_frame_fails_1007(self):
+        data = frame(TEXT, b"x" * 200 + b"\xe2\x82")
+        connection = ServerConnection()
+        feed(connection, data[:50], data[50:])
+        assert failed_with(connection, 1007)
+
+    def test_message_over_the_limit_is_refused_before_it_is_collected(self):
+        connection = ServerConnection(max_frame_size=None, max_message_size=1000)
+        data = frame(BINARY, b"x" * 600, fin=False) + frame(CONTINUATION, b"y" * 600)
+        assert feed(connection, data[: len(data) - 500]) == []
+        assert close_code_sent(connection) == 1009
+        assert connection.state is State.CLOSING
+        assert feed(connection, data[len(data) - 500 :] + close_frame(1009)) == [Close(1009, "")]
+        assert connection.state is State.CLOSED
+
+    def test_our_close_discards_the_rest_of_the_frame_being_collected(self):
+        connection = ServerConnection()
+        data = frame(BINARY, b"z" * 1000)
+        assert feed(connection, data[:200]) == []
+        connection.send_close(1000)
+        assert feed(connection, data[200:] + close_frame(1000)) == [Close(1000, "")]
+        assert connection.state is State.CLOSED
+
+    def test_eof_drops_the_frame_being_collected(self):
+        connection = ServerConnection()
+        feed(connection, frame(BINARY, b"z" * 1000)[:200])
+        connection.receive_eof()
+        assert connection.state is State.CLOSED
+        assert feed(connection, b"more") == []
+
+    def test_deferred_failure_in_a_collected_frame(self):
+        connection = ServerConnection(answer_close_at_once=False)
+        data = frame(TEXT, b"x" * 300 + b"\xff" + b"y" * 300)
+        assert feed(connection, data[:100], data[100:400]) == []
+        assert connection.failure_pending and connection.protocol_error.close_code == 1007
+        assert sent(connection) == b""
+
 
 # Sending messages.
 

@@ -789,6 +789,25 @@ def test_decompression_bomb_fails_1009_within_bounded_memory(bomb):
     assert peak - start < 4 * MiB
 
 
+def test_decompression_bomb_arriving_in_pieces_fails_1009(bomb):
+    # The frame is collected as it arrives; the limit applies when it inflates.
+    server = connection(max_message_size=MiB)
+    for start in range(0, len(bomb), 4096):
+        assert feed(server, bomb[start : start + 4096]) == []
+    assert isinstance(server.protocol_error, PayloadTooBig)
+    assert close_code_sent(server) == 1009
+    assert server.state is State.CLOSING
+
+
+def test_compressed_text_in_pieces_is_checked_once_inflated():
+    server = connection()
+    data = frame(TEXT, deflate(b"\xff" * 500), rsv1=True)
+    assert feed(server, data[:10]) == []
+    assert server.state is State.OPEN  # compressed bytes are not text yet
+    assert feed(server, data[10:]) == []
+    assert close_code_sent(server) == 1007
+
+
 # Interoperability with the websockets package's client.
 
 WEBSOCKETS_OFFERS = [
