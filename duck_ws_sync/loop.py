@@ -138,12 +138,10 @@ class InlineReader(Protocol):
     reading meanwhile.
     """
 
-    read_watcher: Any  # the gevent watcher of the socket's readability
-
-    def can_read_inline(self) -> bool: ...
-    def read_inline(self) -> bool: ...
+    def read_inline(self) -> bool: ...  # read without blocking if it should; False if nothing was read
+    def loop_idle(self) -> Any: ...  # the loop waits: the watcher of the socket to wait on too, or None
+    def loop_busy(self) -> None: ...
     def loop_blocked(self) -> None: ...
-    def set_loop_idle(self, idle: bool) -> None: ...
 
 
 class _Wakeup:
@@ -154,10 +152,12 @@ class _Wakeup:
         self._waiter: Waiter | None = None
         self._busy_iterations = 0
         self.reader: InlineReader | None = None
+        self._greenlet: greenlet.greenlet | None = None  # the loop's, once a reader is attached
 
     def attach(self, reader: InlineReader) -> None:
         self.reader = reader
-        setattr(greenlet.getcurrent(), _BLOCKED_ATTRIBUTE, reader.loop_blocked)
+        self._greenlet = greenlet.getcurrent()
+        setattr(self._greenlet, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
 
     def select(self, timeout: float | None) -> list[Any]:
         if timeout == 0:
@@ -167,22 +167,16 @@ class _Wakeup:
                 gevent.sleep(0)
             return []
         reader = self.reader
-        # The next frame is often there already: read it without a trip
-        # through the hub (an epoll_wait and two switches).
-        if (
-            reader is not None
-            and self._busy_iterations < _FAIRNESS_INTERVAL
-            and reader.can_read_inline()
-            and reader.read_inline()
-        ):
-            self._busy_iterations += 1
-            return []
-        self._busy_iterations = 0
-        current = greenlet.getcurrent()
+        watcher = None
         if reader is not None:
-            reader.set_loop_idle(True)
-            setattr(current, _BLOCKED_ATTRIBUTE, None)
-        watcher = reader.read_watcher if reader is not None and reader.can_read_inline() else None
+            # The next frame is often there already: read it without a trip
+            # through the hub (an epoll_wait and two switches).
+            if self._busy_iterations < _FAIRNESS_INTERVAL and reader.read_inline():
+                self._busy_iterations += 1
+                return []
+            watcher = reader.loop_idle()
+            setattr(self._greenlet, _BLOCKED_ATTRIBUTE, None)
+        self._busy_iterations = 0
         waiter = self._waiter = Waiter(self._hub)
         timer = None
         if watcher is not None:
@@ -203,9 +197,9 @@ class _Wakeup:
             if timer is not None:
                 timer.close()
             if reader is not None:
-                reader.set_loop_idle(False)
-                setattr(current, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
-        if readable and reader is not None and reader.can_read_inline():
+                reader.loop_busy()
+                setattr(self._greenlet, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
+        if readable and reader is not None:
             reader.read_inline()
         return []
 

@@ -225,6 +225,24 @@ class Transport:
             except LocalProtocolError as exc:
                 logger.debug("not sending: %s", exc)
                 return False
+            connection = self.connection
+            if self._inline and connection.close_sent is None:
+                # The common case, one frame that fits in the socket: one send().
+                chunks = connection.data_to_send()
+                if len(chunks) == 1:
+                    chunk = chunks[0]
+                    try:
+                        sent = self._raw_socket.send(chunk)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError as exc:
+                        logger.debug("connection lost while sending: %s", exc)
+                        self.abort()
+                        return False
+                    if sent == len(chunk):
+                        return True
+                    chunks = [memoryview(chunk)[sent:]]
+                return self._write(chunks)
             return self._flush()
 
     def _flush(self) -> bool:
@@ -294,17 +312,24 @@ class Transport:
     # called from the loop's wait); a standby greenlet reads while the
     # loop's greenlet is blocked in a hook or a send. They never read at once.
 
-    def can_read_inline(self) -> bool:
-        """Whether the idle loop's greenlet should read now (no backlog, no standby reading)."""
-        return self._standby is None and not self._reading_done and self._inline and not self.inbox.full
+    def loop_idle(self) -> Any:
+        """The loop's greenlet enters its wait; return the watcher it should wait on too, if it reads.
 
-    def set_loop_idle(self, idle: bool) -> None:
-        """The loop's greenlet enters (True) or leaves (False) its wait; an idle loop reads again itself."""
-        self._loop_idle = idle
+        An idle loop reads again itself: a standby greenlet that waits for
+        the socket ends.
+        """
+        self._loop_idle = True
         waiter = self._standby_waiter
-        if idle and waiter is not None:
+        if waiter is not None:
             self._standby_waiter = None
             self._hub.loop.run_callback(waiter.switch, False)
+        if self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
+            return self.read_watcher
+        return None
+
+    def loop_busy(self) -> None:
+        """The loop's greenlet leaves its wait."""
+        self._loop_idle = False
 
     def loop_blocked(self) -> None:
         """The loop's greenlet blocks outside its wait: a standby greenlet reads meanwhile."""
@@ -314,8 +339,11 @@ class Transport:
     def read_inline(self) -> bool:
         """Read what the socket has, without blocking, in the loop's greenlet; False if nothing was read.
 
-        The caller checked ``can_read_inline`` first.
+        Nothing is read while a standby greenlet reads, after the end, from
+        TLS, or while the session is behind (backpressure).
         """
+        if self._standby is not None or self._reading_done or not self._inline or self.inbox.full:
+            return False
         try:
             size = self._raw_socket.recv_into(self._buffer)
         except BlockingIOError:
@@ -380,38 +408,41 @@ class Transport:
             connection.receive_eof()
             self._end_of_reading()
             return
-        frames = connection.frames_received
+        frames, frames_sent = connection.frames_received, connection.frames_sent
         connection.receive_data(data)
         if connection.frames_received != frames:
             self.last_frame_at = time.monotonic()
-        if connection.has_data_to_send:  # pongs, or the Close that fails the connection
+        if connection.frames_sent != frames_sent:  # pongs, or a Close (1009)
             with self._write_lock:
                 if not self._broken:
                     self._flush()
         events = connection.events_received()
-        messages = [event for event in events if type(event) is Message] if len(events) > 1 else events
-        for event in events:
-            if type(event) is Pong:
-                self._receive_pong(event.payload)
-        if connection.input_ended and self._closing_since is None and connection.state is State.OPEN:
+        if len(events) != 1 or type(events[0]) is not Message:
+            for event in events:
+                if type(event) is Pong:
+                    self._receive_pong(event.payload)
+            events = [event for event in events if type(event) is Message]
+        ended = connection.input_ended
+        if ended and self._closing_since is None and connection.state is State.OPEN:
             # The client's Close, or a protocol error: our Close is due
             # within CLOSE_TIMEOUT, after the messages that came before.
             self._closing_since = time.monotonic()
             self._schedule()
-        if messages and type(messages[0]) is Message:
+        if events:
             if direct:
-                self.inbox.deliver(messages)
+                self.inbox.deliver(events)
             else:
-                for message in messages:
+                for message in events:
                     self.inbox.put(message)
-        if connection.input_ended:
+        if ended:
             self._end_of_reading()
 
     def _end_of_reading(self) -> None:
         if not self._reading_done:
             self._reading_done = True
             self.inbox.put(END, wait=False)
-            self.set_loop_idle(self._loop_idle)  # a waiting standby greenlet ends
+            if self._loop_idle:
+                self.loop_idle()  # a waiting standby greenlet ends
 
     def linger(self) -> None:
         """End TCP without losing our last frame: half-close, drain, then shut both ways (RFC 6455 §7.1.1).

@@ -8,6 +8,10 @@
  * unmasking are the same operation. unmask_into(target, position, data, mask)
  * does the same into a bytearray that collects a large frame's payload.
  *
+ * parse_messages reads the frames of the common case (a whole text or binary
+ * message in one masked frame) straight into message events; the protocol
+ * core's Python parser handles everything else.
+ *
  * SwitchTracer is the greenlet switch tracer of duck_ws_sync.loop, in C: it
  * runs on every greenlet switch of a worker, so it must cost next to nothing.
  * duck_ws_sync/loop.py has the same function in Python, with the reasons.
@@ -132,6 +136,150 @@ done:
     PyBuffer_Release(&mask);
     PyBuffer_Release(&data);
     return result;
+}
+
+/* True when none of the length bytes at p has its high bit set. */
+static int
+is_ascii(const unsigned char *p, Py_ssize_t length)
+{
+    Py_ssize_t i = 0;
+    uint64_t word, any = 0;
+
+    for (; i + 8 <= length; i += 8) {
+        memcpy(&word, p + i, 8);
+        any |= word;
+    }
+    for (; i < length; i++) {
+        any |= p[i];
+    }
+    return (any & 0x8080808080808080ULL) == 0;
+}
+
+/*
+ * parse_messages(data, position, max_size, message_type, text, binary, events) -> int
+ *
+ * The common frames, read at C speed: from data[position:], every complete
+ * frame that is a whole message by itself (FIN set, no RSV bit, text or
+ * binary, masked, payload at most max_size bytes, max_size < 0 for no limit,
+ * text valid UTF-8) is unmasked and appended to the list ``events`` as
+ * message_type(text or binary, payload). It stops at the first frame that is
+ * anything else (incomplete, a control frame, a fragment, compressed, or
+ * breaking a rule) and returns where that frame starts: the caller's full
+ * parser takes over there, and finds any error again.
+ */
+static PyObject *
+parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    Py_ssize_t position, max_size, end;
+    PyObject *message_type, *text, *binary, *events;
+    const unsigned char *buf;
+
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "parse_messages() takes exactly 7 arguments "
+                        "(data, position, max_size, message_type, text, binary, events)");
+        return NULL;
+    }
+    position = PyLong_AsSsize_t(args[1]);
+    if (position == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    max_size = PyLong_AsSsize_t(args[2]);
+    if (max_size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    message_type = args[3];
+    text = args[4];
+    binary = args[5];
+    events = args[6];
+    if (!PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "parse_messages() events must be a list");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    buf = (const unsigned char *)data.buf;
+    end = data.len;
+    if (position < 0 || position > end) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "position out of range");
+        return NULL;
+    }
+    while (end - position >= 6) {
+        const unsigned char first = buf[position], second = buf[position + 1];
+        const unsigned char opcode = first & 0x0F;
+        Py_ssize_t header = 6, length = second & 0x7F;
+        PyObject *payload, *message;
+        int failed;
+
+        if ((first & 0xF0) != 0x80 || (opcode != 1 && opcode != 2) || !(second & 0x80)) {
+            break;
+        }
+        if (length == 126) {
+            header = 8;
+            if (end - position < header) {
+                break;
+            }
+            length = ((Py_ssize_t)buf[position + 2] << 8) | buf[position + 3];
+        }
+        else if (length == 127) {
+            uint64_t wide = 0;
+            int i;
+
+            header = 14;
+            if (end - position < header) {
+                break;
+            }
+            for (i = 0; i < 8; i++) {
+                wide = (wide << 8) | buf[position + 2 + i];
+            }
+            if (wide > (uint64_t)(end - position - header)) {
+                break;
+            }
+            length = (Py_ssize_t)wide;
+        }
+        if (length > end - position - header || (max_size >= 0 && length > max_size)) {
+            break;
+        }
+        payload = PyBytes_FromStringAndSize(NULL, length);
+        if (payload == NULL) {
+            goto error;
+        }
+        xor_mask((unsigned char *)PyBytes_AS_STRING(payload), buf + position + header, length,
+                 buf + position + header - 4, 0);
+        if (opcode == 1 && !is_ascii((const unsigned char *)PyBytes_AS_STRING(payload), length)) {
+            PyObject *decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload), length, "strict");
+
+            if (decoded == NULL) {
+                Py_DECREF(payload);
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    goto error;
+                }
+                PyErr_Clear();
+                break;  /* the full parser fails the connection with 1007 */
+            }
+            Py_DECREF(decoded);
+        }
+        message = PyObject_CallFunctionObjArgs(message_type, opcode == 1 ? text : binary, payload, NULL);
+        Py_DECREF(payload);
+        if (message == NULL) {
+            goto error;
+        }
+        failed = PyList_Append(events, message);
+        Py_DECREF(message);
+        if (failed < 0) {
+            goto error;
+        }
+        position += header + length;
+    }
+    PyBuffer_Release(&data);
+    return PyLong_FromSsize_t(position);
+
+error:
+    PyBuffer_Release(&data);
+    return NULL;
 }
 
 /* SwitchTracer: called by greenlet as tracer(event, (origin, target)). */
@@ -383,6 +531,9 @@ static PyTypeObject SwitchTracerType = {
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      "apply_mask(data, mask) -> bytes\n\nXOR data with the repeated 4-byte mask."},
+    {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL,
+     "parse_messages(data, position, max_size, message_type, text, binary, events) -> int\n\n"
+     "Append the whole, simple messages at data[position:] to events; return where parsing stopped."},
     {"unmask_into", (PyCFunction)(void (*)(void))unmask_into, METH_FASTCALL,
      "unmask_into(target, position, data, mask) -> None\n\n"
      "Write data XOR the mask, phased for payload offset position, into the bytearray target at position."},

@@ -41,6 +41,7 @@ from .frames import (
     serialize_header,
 )
 from .mask import apply_mask, unmask_into
+from .native import speedups
 from .opcodes import OpCode, is_sendable_close_code
 
 __all__ = ["ServerConnection", "Side", "State"]
@@ -87,6 +88,10 @@ _MESSAGE_OPCODES = {OpCode.TEXT.value: OpCode.TEXT, OpCode.BINARY.value: OpCode.
 _JOIN_LIMIT = 4096
 
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# Parses the frames that are whole messages by themselves at C speed (None
+# without the extension); ``_parse`` takes over at any other frame.
+_native_parse_messages = getattr(speedups, "parse_messages", None)
 
 MiB = 1024 * 1024
 
@@ -145,6 +150,7 @@ class ServerConnection:
         "_partial_text",
         "_reading",
         "_rsv1_allowed",
+        "_simple_limit",
         "_skip",
         "_utf8_decoder",
         "answer_close_at_once",
@@ -196,6 +202,9 @@ class ServerConnection:
         self._fragments: list[bytes] = []
         self._message_size = 0
         self._utf8_decoder: codecs.IncrementalDecoder | None = None
+        # The largest payload of a message read by the native parser (-1: any).
+        limits = [limit for limit in (max_frame_size, max_message_size) if limit is not None]
+        self._simple_limit = min(limits, default=-1)
         rsv1_users = [extension for extension in self.extensions if extension.rsv1_allowed(OpCode.TEXT)]
         self._rsv1_allowed = rsv1_users[0].rsv1_allowed if rsv1_users else None
 
@@ -253,6 +262,7 @@ class ServerConnection:
     def _parse(self, data: bytes | bytearray | memoryview) -> int:
         """Parse every complete frame in ``data``; return how many bytes were used."""
         position, end = 0, len(data)
+        events = self._events
         with memoryview(data) as view:
             try:
                 while self._reading:
@@ -262,6 +272,12 @@ class ServerConnection:
                         position += dropped
                         if self._skip:
                             break
+                    if _native_parse_messages is not None and self._message_opcode is None and self.state is OPEN:
+                        before = len(events)
+                        position = _native_parse_messages(
+                            data, position, self._simple_limit, Message, OpCode.TEXT, OpCode.BINARY, events
+                        )
+                        self.frames_received += len(events) - before
                     if end - position < 2:
                         break  # not even a header's first two bytes
                     header = parse_header(data, position, rsv1_allowed=self._rsv1_allowed)

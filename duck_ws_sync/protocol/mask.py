@@ -9,8 +9,9 @@ what runs where the extension could not be compiled.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
+
+from .native import speedups
 
 __all__ = ["apply_mask", "native_apply_mask", "python_apply_mask", "python_unmask_into", "unmask_into"]
 
@@ -53,16 +54,8 @@ def python_unmask_into(target: bytearray, position: int, data: bytes | bytearray
     target[position : position + len(data)] = python_apply_mask(data, mask[phase:] + mask[:phase])
 
 
-def _load_native() -> tuple[MaskFunction, UnmaskIntoFunction] | tuple[None, None]:
-    """Return the compiled ``apply_mask`` and ``unmask_into``, or Nones when they are not built."""
-    try:
-        speedups = importlib.import_module("duck_ws_sync.protocol._speedups")
-    except ImportError:
-        return None, None
-    return speedups.apply_mask, speedups.unmask_into
-
-
-native_apply_mask, native_unmask_into = _load_native()
+native_apply_mask: MaskFunction | None = getattr(speedups, "apply_mask", None)
+native_unmask_into: UnmaskIntoFunction | None = getattr(speedups, "unmask_into", None)
 
 #: The masking function in use: native when available.
 apply_mask: MaskFunction = native_apply_mask or python_apply_mask

@@ -23,6 +23,9 @@ from tests.helpers import (
     server_frame,
 )
 
+# Both parsers: the native one of whole messages and the Python one.
+pytestmark = pytest.mark.usefixtures("frame_parser")
+
 
 def failed_with(connection: ServerConnection, code: int) -> bool:
     """The connection ended its output with a Close carrying ``code``, started by us, and is CLOSED."""

@@ -25,6 +25,9 @@ from tests.helpers import (
     server_close,
 )
 
+# Both parsers: the native one of whole messages and the Python one.
+pytestmark = pytest.mark.usefixtures("frame_parser")
+
 
 def test_duck_defect_5_invalid_utf8_text_is_not_delivered():
     connection = ServerConnection()

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from duck_ws_sync.protocol import mask
+from duck_ws_sync.protocol import mask, native
 from tests.helpers import xor
 
 
@@ -44,7 +44,7 @@ def test_native_rejects_wrong_argument_count():
 
 def test_fallback_when_extension_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "duck_ws_sync.protocol._speedups", None)
-    assert mask._load_native() == (None, None)
+    assert native.load() is None
 
 
 UNMASK_INTO = [mask.native_unmask_into, mask.python_unmask_into]

@@ -55,6 +55,9 @@ from tests.helpers import (
     sent,
 )
 
+# Both parsers: the native one of whole messages and the Python one.
+pytestmark = pytest.mark.usefixtures("frame_parser")
+
 MiB = 1024 * 1024
 TAIL = b"\x00\x00\xff\xff"
 WORDS = [b"deflate", b"window", b"message", b"frame", b"caf\xc3\xa9", b"\xe2\x82\xac", b"duck", b"\xf0\x9f\xa6\x86"]
