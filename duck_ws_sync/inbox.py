@@ -50,14 +50,29 @@ class Inbox:
     Args:
         loop: The connection's event loop.
         size: How many messages may wait for the session.
+
+    Attributes:
+        full: True when the session is behind: reading should pause.
     """
 
-    __slots__ = ("_context", "_coroutine", "_handoff", "_items", "_loop", "_size", "_space", "_task", "_waiter")
+    __slots__ = (
+        "_context",
+        "_coroutine",
+        "_handoff",
+        "_items",
+        "_loop",
+        "_size",
+        "_space",
+        "_task",
+        "_waiter",
+        "full",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
         self._loop = loop
         self._size = size
         self._items: deque[Any] | None = None  # made for the first message that has to wait
+        self.full = False  # an attribute, not a property: the reader asks before every read
         # The future the session waits on while the queue is empty.
         self._waiter: asyncio.Future[None] | None = None
         self._space: gevent.event.Event | None = None  # made when a reader first has to wait
@@ -83,6 +98,8 @@ class Inbox:
         if items is None:
             items = self._items = deque()
         items.append(item)
+        if len(items) >= self._size:
+            self.full = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -112,6 +129,7 @@ class Inbox:
             if self._items is None:
                 self._items = deque()
             self._items.extend(messages[1:])
+            self.full = len(self._items) >= self._size
         task = self._task
         assert task is not None and self._coroutine is not None and self._context is not None
         _enter_task(self._loop, task)
@@ -135,11 +153,6 @@ class Inbox:
         if not waiter.done():
             waiter.set_result(None)
 
-    @property
-    def full(self) -> bool:
-        """True when the session is behind: reading should pause."""
-        return self._items is not None and len(self._items) >= self._size
-
     def wake_consumer(self) -> None:
         """Wake the loop (a no-op wake-up lets its greenlet reconsider what to wait for)."""
         self._loop.call_soon_threadsafe(_nothing)
@@ -155,6 +168,7 @@ class Inbox:
             items.clear()
             if ended:
                 items.append(END)
+            self.full = len(items) >= self._size
         if self._space is not None:
             self._space.set()
 
@@ -173,8 +187,10 @@ class Inbox:
                 return item
         items = self._items
         item = items.popleft()
-        if self._space is not None and len(items) < self._size:
-            self._space.set()
+        if len(items) < self._size:
+            self.full = False
+            if self._space is not None:
+                self._space.set()
         return item
 
     @types.coroutine

@@ -220,6 +220,22 @@ class ServerConnection:
         """
         if not self._reading:
             return
+        if (
+            _native_parse_messages is not None
+            and self._message_opcode is None
+            and self._partial is None
+            and not self._buffer
+            and not self._skip
+            and self.state is OPEN
+        ):
+            # The common case, whole messages, without the full parser.
+            events = self._events
+            before = len(events)
+            position = _native_parse_messages(data, 0, self._simple_limit, Message, OpCode.TEXT, OpCode.BINARY, events)
+            self.frames_received += len(events) - before
+            if position == len(data):
+                return
+            data = memoryview(data)[position:]
         if self._partial is not None:
             try:
                 used = self._fill_partial(data)
@@ -501,6 +517,13 @@ class ServerConnection:
                     payload.decode("utf-8")
                 except UnicodeDecodeError:
                     raise LocalProtocolError("text messages must be valid UTF-8") from None
+        length = len(payload)
+        fits = fragment_size is None or fragment_size >= max(length, 1)
+        if length < 126 and fits and self.state is OPEN and not self.extensions:
+            # A chat's message: one final frame with a two-byte header (§5.2).
+            self.frames_sent += 1
+            self._output.append(bytes((0x81, length)) + payload)
+            return
         self.send_message(OpCode.TEXT, payload, fragment_size)
 
     def send_binary(self, data: bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
