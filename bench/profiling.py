@@ -1,4 +1,4 @@
-"""``bench/run.py --profile``: W2 against our pywsgi server under cProfile, per message.
+"""``bench/run.py --profile``: W2 (or W3) against our pywsgi server under cProfile, per message.
 
 The server (``peers/duck_pywsgi.py --profile FILE --count-switches``) counts
 greenlet switches with a greenlet tracer and writes cProfile's stats when it
@@ -23,10 +23,14 @@ from clients import loadgen, probe
 from procs import Server
 from workloads import Settings
 
-CONNECTIONS = 100  # W2
+# The echo workloads that can be profiled: load generator flags.
+WORKLOADS = {
+    "W2": {"conns": 100, "size": 32},
+    "W3": {"conns": 1, "size": 1 << 20, "binary": True},
+}
 
 
-def profile(root: Path, settings: Settings, log_dir: Path, clock: str, top: int) -> None:
+def profile(root: Path, settings: Settings, log_dir: Path, clock: str, top: int, workload: str = "W2") -> None:
     spec = next(spec for spec in catalog.servers(root) if spec.key == "duck-pywsgi")
     stats_path = log_dir / "server.prof"
     options = ("--profile", str(stats_path), "--profile-clock", clock, "--count-switches")
@@ -35,9 +39,8 @@ def profile(root: Path, settings: Settings, log_dir: Path, clock: str, top: int)
         server.start()
         server.wait_ready(probe)
         seconds = settings.warmup + settings.duration + 10
-        result = loadgen(
-            server, "echo", seconds, conns=CONNECTIONS, size=32, warmup=settings.warmup, duration=settings.duration
-        )
+        flags = WORKLOADS[workload]
+        result = loadgen(server, "echo", seconds, warmup=settings.warmup, duration=settings.duration, **flags)
     finally:
         server.stop()  # SIGTERM: the server writes its stats and its switch count
     if not stats_path.exists():
@@ -46,8 +49,8 @@ def profile(root: Path, settings: Settings, log_dir: Path, clock: str, top: int)
     switches = re.findall(r"GREENLET SWITCHES (\d+)", server.log_path.read_text(errors="replace"))
     messages = result["msgs_total"] + 2  # every round trip, warm-up included, and the probe's two
     print(
-        f"duck_ws_sync on gevent.pywsgi under cProfile ({clock} clock): {messages:,} messages of 32 B on "
-        f"{CONNECTIONS} connections, {result['msgs_per_s']:,.0f} msgs/s while profiled"
+        f"duck_ws_sync on gevent.pywsgi under cProfile ({clock} clock), {workload}: {messages:,} messages of "
+        f"{flags['size']:,} B on {flags['conns']} connection(s), {result['msgs_per_s']:,.0f} msgs/s while profiled"
     )
     if switches:
         print(f"greenlet switches (switch + throw): {int(switches[-1]) / messages:.2f} per message")

@@ -202,6 +202,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE", help="where to write the results (build/bench/...)")
     parser.add_argument("--logs", type=Path, metavar="DIR", help="keep the servers' logs in DIR")
     parser.add_argument("--profile", action="store_true", help="instead: W2 against our pywsgi server under cProfile")
+    parser.add_argument("--profile-workload", choices=["W2", "W3"], default="W2", help="what --profile runs")
     parser.add_argument("--profile-clock", choices=["cpu", "wall"], default="wall", help="cProfile's timer")
     parser.add_argument("--profile-top", type=int, default=30, help="functions listed by --profile")
     arguments = parser.parse_args()
@@ -220,7 +221,14 @@ def main() -> None:
         if arguments.profile:
             import profiling
 
-            profiling.profile(arguments.root, settings, log_dir, arguments.profile_clock, arguments.profile_top)
+            profiling.profile(
+                arguments.root,
+                settings,
+                log_dir,
+                arguments.profile_clock,
+                arguments.profile_top,
+                arguments.profile_workload,
+            )
             return
         results: dict[str, Any] = {
             "meta": metadata(arguments, settings, specs),

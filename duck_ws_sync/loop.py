@@ -139,7 +139,7 @@ class InlineReader(Protocol):
     """
 
     def read_inline(self) -> bool: ...  # read without blocking if it should; False if nothing was read
-    def loop_idle(self) -> Any: ...  # the loop waits: the watcher of the socket to wait on too, or None
+    def loop_idle(self, wake: Callable[[bool], None]) -> None: ...  # the loop waits; wake(True) when there is work
     def loop_busy(self) -> None: ...
     def loop_blocked(self) -> None: ...
 
@@ -167,20 +167,17 @@ class _Wakeup:
                 gevent.sleep(0)
             return []
         reader = self.reader
-        watcher = None
-        if reader is not None:
+        if reader is not None and self._busy_iterations < _FAIRNESS_INTERVAL and reader.read_inline():
             # The next frame is often there already: read it without a trip
             # through the hub (an epoll_wait and two switches).
-            if self._busy_iterations < _FAIRNESS_INTERVAL and reader.read_inline():
-                self._busy_iterations += 1
-                return []
-            watcher = reader.loop_idle()
-            setattr(self._greenlet, _BLOCKED_ATTRIBUTE, None)
+            self._busy_iterations += 1
+            return []
         self._busy_iterations = 0
         waiter = self._waiter = Waiter(self._hub)
+        if reader is not None:
+            reader.loop_idle(waiter.switch)
+            setattr(self._greenlet, _BLOCKED_ATTRIBUTE, None)
         timer = None
-        if watcher is not None:
-            watcher.start(waiter.switch, True)
         if timeout is not None:
             timer = self._hub.loop.timer(timeout)
             timer.start(waiter.switch, False)
@@ -192,8 +189,6 @@ class _Wakeup:
             readable = True
         finally:
             self._waiter = None
-            if watcher is not None:
-                watcher.stop()
             if timer is not None:
                 timer.close()
             if reader is not None:

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -50,6 +49,10 @@ logger = logging.getLogger("duck_ws_sync")
 RECEIVE_SIZE = 256 * 1024
 # Heartbeat misses in a row after which the client is considered gone (Duck's rule).
 MAX_MISSED_PONGS = 3
+# A timer event this close to a deadline counts as reaching it: the event
+# loop's clock and ours may differ by a rounding, and a timer that wakes a
+# hair early must not cost a second wake-up.
+_TIMER_SLACK = 0.001
 _BUFFER_ATTRIBUTE = "_duck_ws_sync_receive_buffer"
 
 
@@ -95,6 +98,29 @@ class _Limits(NamedTuple):
 _SHARED_LIMITS: dict[_Limits, _Limits] = {}
 
 
+class _IdleWatch:
+    """The socket watcher's callback while the loop's greenlet waits (``Transport.loop_idle``).
+
+    When a socket is shut down, gevent cancels the waits on it by calling
+    ``throw`` on the ``__self__`` of the watcher's callback, a waiting
+    greenlet usually: here that wakes the loop's greenlet, whose read sees
+    the end.
+    """
+
+    __slots__ = ("read", "wake")
+
+    def __init__(self, read: Callable[[], None]) -> None:
+        self.read = read
+        self.wake: Callable[[bool], None] | None = None  # while the loop's greenlet waits
+
+    def switch(self) -> None:
+        self.read()
+
+    def throw(self, *args: Any) -> None:
+        if self.wake is not None:
+            self.wake(True)
+
+
 class Transport:
     """Runs a ``ServerConnection`` over a socket.
 
@@ -114,6 +140,7 @@ class Transport:
         "_buffer",
         "_closing_since",
         "_hub",
+        "_idle_watch",
         "_initial_data",
         "_inline",
         "_limits",
@@ -123,6 +150,7 @@ class Transport:
         "_ping_interval",
         "_ping_payload",
         "_pings",
+        "_pings_sent",
         "_pong_deadline",
         "_raw_socket",
         "_reading_done",
@@ -130,6 +158,7 @@ class Transport:
         "_standby_waiter",
         "_timer",
         "_timer_at",
+        "_unhandled",
         "_write_lock",
         "connection",
         "inbox",
@@ -158,6 +187,7 @@ class Transport:
         self.last_frame_at = time.monotonic()
         self._closing_since: float | None = None
         self._ping_payload: bytes | None = None  # the heartbeat's
+        self._pings_sent = 0  # by the heartbeat, which numbers its payloads
         # The view's own pings, oldest first: payload -> (waiter, sent at).
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._pong_deadline = math.inf
@@ -173,6 +203,9 @@ class Transport:
         self._standby_waiter: Waiter | None = None
         self._reading_done = False
         self._loop_idle = False
+        self._idle_watch: _IdleWatch | None = _IdleWatch(self._read_while_idle)
+        # A read parsed in the hub, for the loop's greenlet: (events, whether output waits).
+        self._unhandled: tuple[list[Any], bool] | None = None
         # TLS sockets may hold decrypted bytes that polling the descriptor
         # cannot see, so a standby greenlet reads them all along.
         self._raw_socket: Any = getattr(sock, "_sock", None)
@@ -197,6 +230,7 @@ class Transport:
     def stop(self) -> None:
         """Stop reading and the timer (the session is over)."""
         self._reading_done = True
+        self._idle_watch = None
         if self._standby is not None:
             self._standby.kill(block=False)
         if self._timer is not None:
@@ -312,24 +346,32 @@ class Transport:
     # called from the loop's wait); a standby greenlet reads while the
     # loop's greenlet is blocked in a hook or a send. They never read at once.
 
-    def loop_idle(self) -> Any:
-        """The loop's greenlet enters its wait; return the watcher it should wait on too, if it reads.
+    def loop_idle(self, wake: Callable[[bool], None]) -> None:
+        """The loop's greenlet enters its wait: watch the socket for it; ``wake(True)`` when it has work.
 
-        An idle loop reads again itself: a standby greenlet that waits for
-        the socket ends.
+        While it waits, each read is handled in the hub as it comes
+        (``_read_while_idle``): Pongs there and then, without a greenlet
+        switch; anything else is parsed and left to the loop's greenlet
+        (``read_inline``). An idle loop reads again itself: a standby
+        greenlet that waits for the socket ends.
         """
         self._loop_idle = True
-        waiter = self._standby_waiter
-        if waiter is not None:
-            self._standby_waiter = None
-            self._hub.loop.run_callback(waiter.switch, False)
-        if self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
-            return self.read_watcher
-        return None
+        self._end_standby_wait()
+        watch = self._idle_watch
+        if self._unhandled is not None:
+            self._hub.loop.run_callback(wake, True)
+        elif self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
+            assert watch is not None  # it goes with reading
+            watch.wake = wake
+            self.read_watcher.start(watch.switch)
 
     def loop_busy(self) -> None:
         """The loop's greenlet leaves its wait."""
         self._loop_idle = False
+        watch = self._idle_watch
+        if watch is not None and watch.wake is not None:
+            watch.wake = None
+            self.read_watcher.stop()
 
     def loop_blocked(self) -> None:
         """The loop's greenlet blocks outside its wait: a standby greenlet reads meanwhile."""
@@ -339,9 +381,15 @@ class Transport:
     def read_inline(self) -> bool:
         """Read what the socket has, without blocking, in the loop's greenlet; False if nothing was read.
 
+        A read that the hub parsed while the loop waited is acted on first.
         Nothing is read while a standby greenlet reads, after the end, from
         TLS, or while the session is behind (backpressure).
         """
+        unhandled = self._unhandled
+        if unhandled is not None:
+            self._unhandled = None
+            self._act_on(*unhandled, direct=True)
+            return True
         if self._standby is not None or self._reading_done or not self._inline or self.inbox.full:
             return False
         try:
@@ -408,15 +456,25 @@ class Transport:
             connection.receive_eof()
             self._end_of_reading()
             return
-        frames, frames_sent = connection.frames_received, connection.frames_sent
+        frames_sent = connection.frames_sent
+        self._feed(data)
+        self._act_on(connection.events_received(), connection.frames_sent != frames_sent, direct)
+
+    def _feed(self, data: memoryview | bytes) -> None:
+        """Give one read to the core."""
+        connection = self.connection
+        frames = connection.frames_received
         connection.receive_data(data)
         if connection.frames_received != frames:
             self.last_frame_at = time.monotonic()
-        if connection.frames_sent != frames_sent:  # pongs, or a Close (1009)
+
+    def _act_on(self, events: list[Any], flush: bool, direct: bool) -> None:
+        """Act on the events of one read: write what the core queued (``flush``), then hand over the messages."""
+        connection = self.connection
+        if flush:  # pongs, or a Close (1009)
             with self._write_lock:
                 if not self._broken:
                     self._flush()
-        events = connection.events_received()
         if len(events) != 1 or type(events[0]) is not Message:
             for event in events:
                 if type(event) is Pong:
@@ -437,12 +495,48 @@ class Transport:
         if ended:
             self._end_of_reading()
 
+    def _read_while_idle(self) -> None:
+        """The socket is readable while the loop's greenlet waits (in the hub: nothing here may block).
+
+        A read of Pongs only (the heartbeat's answers) is handled here;
+        anything else is parsed and left to the loop's greenlet, which is
+        woken, as it is for the end of the stream.
+        """
+        watch = self._idle_watch
+        assert watch is not None and watch.wake is not None
+        try:
+            size = self._raw_socket.recv_into(self._buffer)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            logger.debug("connection lost while reading: %s", exc)
+            size = 0
+        if size:  # else the loop's greenlet reads the end again
+            connection = self.connection
+            frames_sent = connection.frames_sent
+            self._feed(self._buffer[:size])
+            events = connection.events_received()
+            flush = connection.frames_sent != frames_sent
+            pongs = [event.payload for event in events if type(event) is Pong]
+            if not flush and not connection.input_ended and len(pongs) == len(events):
+                for payload in pongs:
+                    self._receive_pong(payload)
+                return
+            self._unhandled = (events, flush)
+        watch.wake(True)
+
+    def _end_standby_wait(self) -> None:
+        waiter = self._standby_waiter
+        if waiter is not None:
+            self._standby_waiter = None
+            self._hub.loop.run_callback(waiter.switch, False)
+
     def _end_of_reading(self) -> None:
         if not self._reading_done:
             self._reading_done = True
             self.inbox.put(END, wait=False)
             if self._loop_idle:
-                self.loop_idle()  # a waiting standby greenlet ends
+                self._end_standby_wait()
 
     def linger(self) -> None:
         """End TCP without losing our last frame: half-close, drain, then shut both ways (RFC 6455 §7.1.1).
@@ -507,7 +601,7 @@ class Transport:
             self._missed_pongs = 0
             self._pong_deadline = math.inf
             self._ping_interval = self._limits.ping_interval
-            self._next_ping = time.monotonic() + self._ping_interval
+            self._next_ping = self.last_frame_at + self._ping_interval  # the Pong's arrival
             self._schedule()
 
     def _schedule(self) -> None:
@@ -533,7 +627,8 @@ class Transport:
         self._timer_at = wake_at
         if wake_at != math.inf:
             self._timer = self._hub.loop.timer(max(wake_at - time.monotonic(), 0.0))
-            self._timer.start(self._on_timer)
+            # The loop's clock is updated first: from a stale one the timer would wake early.
+            self._timer.start(self._on_timer, update=True)
 
     def _on_timer(self) -> None:
         """A deadline passed (in the hub: nothing here may block; sends that could go to a greenlet)."""
@@ -543,7 +638,7 @@ class Transport:
         connection = self.connection
         if self._broken or connection.state is State.CLOSED:
             return
-        now = time.monotonic()
+        now = time.monotonic() + _TIMER_SLACK
         if self._closing_since is not None:
             if now >= self._closing_since + self._limits.close_timeout:
                 logger.debug("closing handshake timed out")
@@ -574,8 +669,9 @@ class Transport:
                 self._ping_interval = min(self._ping_interval * 2, self._limits.max_backoff)
                 self._next_ping = now + self._ping_interval
             if now >= self._next_ping and self._ping_payload is None:
-                payload = os.urandom(4)
-                self._ping_payload = payload
+                # Unique among the pings in flight is all a heartbeat payload needs.
+                self._pings_sent = (self._pings_sent + 1) & 0xFFFFFFFF
+                payload = self._ping_payload = self._pings_sent.to_bytes(4, "big")
                 self._pong_deadline = now + self._limits.pong_timeout
                 self._next_ping = math.inf
                 self._send_from_hub(connection.send_ping, payload)

@@ -156,29 +156,31 @@ is_ascii(const unsigned char *p, Py_ssize_t length)
 }
 
 /*
- * parse_messages(data, position, max_size, message_type, text, binary, events) -> int
+ * parse_messages(data, position, max_size, message_type, text, binary, pong_type, events) -> int
  *
  * The common frames, read at C speed: from data[position:], every complete
  * frame that is a whole message by itself (FIN set, no RSV bit, text or
  * binary, masked, payload at most max_size bytes, max_size < 0 for no limit,
  * text valid UTF-8) is unmasked and appended to the list ``events`` as
- * message_type(text or binary, payload). It stops at the first frame that is
- * anything else (incomplete, a control frame, a fragment, compressed, or
- * breaking a rule) and returns where that frame starts: the caller's full
- * parser takes over there, and finds any error again.
+ * message_type(text or binary, payload); a Pong (the heartbeat's answer,
+ * FIN set, no RSV bit, masked, at most 125 bytes) as pong_type(payload). It
+ * stops at the first frame that is anything else (incomplete, another
+ * control frame, a fragment, compressed, or breaking a rule) and returns
+ * where that frame starts: the caller's full parser takes over there, and
+ * finds any error again.
  */
 static PyObject *
 parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer data;
     Py_ssize_t position, max_size, end;
-    PyObject *message_type, *text, *binary, *events;
+    PyObject *message_type, *text, *binary, *pong_type, *events;
     const unsigned char *buf;
 
-    if (nargs != 7) {
+    if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError,
-                        "parse_messages() takes exactly 7 arguments "
-                        "(data, position, max_size, message_type, text, binary, events)");
+                        "parse_messages() takes exactly 8 arguments "
+                        "(data, position, max_size, message_type, text, binary, pong_type, events)");
         return NULL;
     }
     position = PyLong_AsSsize_t(args[1]);
@@ -192,7 +194,8 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     message_type = args[3];
     text = args[4];
     binary = args[5];
-    events = args[6];
+    pong_type = args[6];
+    events = args[7];
     if (!PyList_Check(events)) {
         PyErr_SetString(PyExc_TypeError, "parse_messages() events must be a list");
         return NULL;
@@ -214,8 +217,11 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *payload, *message;
         int failed;
 
-        if ((first & 0xF0) != 0x80 || (opcode != 1 && opcode != 2) || !(second & 0x80)) {
+        if ((first & 0xF0) != 0x80 || (opcode != 1 && opcode != 2 && opcode != 0xA) || !(second & 0x80)) {
             break;
+        }
+        if (opcode == 0xA && (length > 125 || end - position - header < length)) {
+            break;  /* a Pong over 125 bytes is an error the full parser reports */
         }
         if (length == 126) {
             header = 8;
@@ -262,7 +268,12 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
             Py_DECREF(decoded);
         }
-        message = PyObject_CallFunctionObjArgs(message_type, opcode == 1 ? text : binary, payload, NULL);
+        if (opcode == 0xA) {
+            message = PyObject_CallOneArg(pong_type, payload);
+        }
+        else {
+            message = PyObject_CallFunctionObjArgs(message_type, opcode == 1 ? text : binary, payload, NULL);
+        }
         Py_DECREF(payload);
         if (message == NULL) {
             goto error;
@@ -532,8 +543,8 @@ static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      "apply_mask(data, mask) -> bytes\n\nXOR data with the repeated 4-byte mask."},
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL,
-     "parse_messages(data, position, max_size, message_type, text, binary, events) -> int\n\n"
-     "Append the whole, simple messages at data[position:] to events; return where parsing stopped."},
+     "parse_messages(data, position, max_size, message_type, text, binary, pong_type, events) -> int\n\n"
+     "Append the whole, simple messages and Pongs at data[position:] to events; return where parsing stopped."},
     {"unmask_into", (PyCFunction)(void (*)(void))unmask_into, METH_FASTCALL,
      "unmask_into(target, position, data, mask) -> None\n\n"
      "Write data XOR the mask, phased for payload offset position, into the bytearray target at position."},

@@ -89,8 +89,8 @@ _JOIN_LIMIT = 4096
 
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
-# Parses the frames that are whole messages by themselves at C speed (None
-# without the extension); ``_parse`` takes over at any other frame.
+# Parses the frames that are whole messages by themselves, and Pongs, at C
+# speed (None without the extension); ``_parse`` takes over at any other frame.
 _native_parse_messages = getattr(speedups, "parse_messages", None)
 
 MiB = 1024 * 1024
@@ -231,7 +231,9 @@ class ServerConnection:
             # The common case, whole messages, without the full parser.
             events = self._events
             before = len(events)
-            position = _native_parse_messages(data, 0, self._simple_limit, Message, OpCode.TEXT, OpCode.BINARY, events)
+            position = _native_parse_messages(
+                data, 0, self._simple_limit, Message, OpCode.TEXT, OpCode.BINARY, Pong, events
+            )
             self.frames_received += len(events) - before
             if position == len(data):
                 return
@@ -291,7 +293,7 @@ class ServerConnection:
                     if _native_parse_messages is not None and self._message_opcode is None and self.state is OPEN:
                         before = len(events)
                         position = _native_parse_messages(
-                            data, position, self._simple_limit, Message, OpCode.TEXT, OpCode.BINARY, events
+                            data, position, self._simple_limit, Message, OpCode.TEXT, OpCode.BINARY, Pong, events
                         )
                         self.frames_received += len(events) - before
                     if end - position < 2:
