@@ -98,29 +98,6 @@ class _Limits(NamedTuple):
 _SHARED_LIMITS: dict[_Limits, _Limits] = {}
 
 
-class _IdleWatch:
-    """The socket watcher's callback while the loop's greenlet waits (``Transport.loop_idle``).
-
-    When a socket is shut down, gevent cancels the waits on it by calling
-    ``throw`` on the ``__self__`` of the watcher's callback, a waiting
-    greenlet usually: here that wakes the loop's greenlet, whose read sees
-    the end.
-    """
-
-    __slots__ = ("read", "wake")
-
-    def __init__(self, read: Callable[[], None]) -> None:
-        self.read = read
-        self.wake: Callable[[bool], None] | None = None  # while the loop's greenlet waits
-
-    def switch(self) -> None:
-        self.read()
-
-    def throw(self, *args: Any) -> None:
-        if self.wake is not None:
-            self.wake(True)
-
-
 class Transport:
     """Runs a ``ServerConnection`` over a socket.
 
@@ -139,8 +116,8 @@ class Transport:
         "_broken",
         "_buffer",
         "_closing_since",
+        "_drained",
         "_hub",
-        "_idle_watch",
         "_initial_data",
         "_inline",
         "_limits",
@@ -159,6 +136,7 @@ class Transport:
         "_timer",
         "_timer_at",
         "_unhandled",
+        "_wake_loop",
         "_write_lock",
         "connection",
         "inbox",
@@ -203,9 +181,11 @@ class Transport:
         self._standby_waiter: Waiter | None = None
         self._reading_done = False
         self._loop_idle = False
-        self._idle_watch: _IdleWatch | None = _IdleWatch(self._read_while_idle)
+        # While the loop's greenlet waits and the hub reads for it: how to wake it.
+        self._wake_loop: Callable[[bool], None] | None = None
         # A read parsed in the hub, for the loop's greenlet: (events, whether output waits).
         self._unhandled: tuple[list[Any], bool] | None = None
+        self._drained = False  # the last read was the hub's: no need to try another at once
         # TLS sockets may hold decrypted bytes that polling the descriptor
         # cannot see, so a standby greenlet reads them all along.
         self._raw_socket: Any = getattr(sock, "_sock", None)
@@ -230,7 +210,6 @@ class Transport:
     def stop(self) -> None:
         """Stop reading and the timer (the session is over)."""
         self._reading_done = True
-        self._idle_watch = None
         if self._standby is not None:
             self._standby.kill(block=False)
         if self._timer is not None:
@@ -357,21 +336,28 @@ class Transport:
         """
         self._loop_idle = True
         self._end_standby_wait()
-        watch = self._idle_watch
         if self._unhandled is not None:
             self._hub.loop.run_callback(wake, True)
         elif self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
-            assert watch is not None  # it goes with reading
-            watch.wake = wake
-            self.read_watcher.start(watch.switch)
+            self._wake_loop = wake
+            self.read_watcher.start(self._read_while_idle)
 
     def loop_busy(self) -> None:
         """The loop's greenlet leaves its wait."""
         self._loop_idle = False
-        watch = self._idle_watch
-        if watch is not None and watch.wake is not None:
-            watch.wake = None
+        if self._wake_loop is not None:
+            self._wake_loop = None
             self.read_watcher.stop()
+
+    def throw(self, *args: Any) -> None:
+        """The socket was shut down while the hub read for the idle loop: wake the loop, whose read sees the end.
+
+        gevent cancels the waits on a socket that is shut down by calling
+        ``throw`` on the ``__self__`` of its watcher's callback (usually a
+        waiting greenlet; here ``_read_while_idle``'s transport).
+        """
+        if self._wake_loop is not None:
+            self._wake_loop(True)
 
     def loop_blocked(self) -> None:
         """The loop's greenlet blocks outside its wait: a standby greenlet reads meanwhile."""
@@ -389,7 +375,13 @@ class Transport:
         if unhandled is not None:
             self._unhandled = None
             self._act_on(*unhandled, direct=True)
+            self._drained = True
             return True
+        if self._drained:
+            # The hub has just read the socket: what came since, the
+            # watcher reports (it fires as long as there is something).
+            self._drained = False
+            return False
         if self._standby is not None or self._reading_done or not self._inline or self.inbox.full:
             return False
         try:
@@ -502,8 +494,8 @@ class Transport:
         anything else is parsed and left to the loop's greenlet, which is
         woken, as it is for the end of the stream.
         """
-        watch = self._idle_watch
-        assert watch is not None and watch.wake is not None
+        wake = self._wake_loop
+        assert wake is not None
         try:
             size = self._raw_socket.recv_into(self._buffer)
         except BlockingIOError:
@@ -517,13 +509,14 @@ class Transport:
             self._feed(self._buffer[:size])
             events = connection.events_received()
             flush = connection.frames_sent != frames_sent
-            pongs = [event.payload for event in events if type(event) is Pong]
-            if not flush and not connection.input_ended and len(pongs) == len(events):
-                for payload in pongs:
-                    self._receive_pong(payload)
-                return
+            if not flush and (not events or type(events[0]) is Pong):
+                pongs = [event.payload for event in events if type(event) is Pong]
+                if len(pongs) == len(events) and not connection.input_ended:
+                    for payload in pongs:
+                        self._receive_pong(payload)
+                    return  # nothing for the loop: it waits on
             self._unhandled = (events, flush)
-        watch.wake(True)
+        wake(True)
 
     def _end_standby_wait(self) -> None:
         waiter = self._standby_waiter
