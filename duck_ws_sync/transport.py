@@ -137,6 +137,7 @@ class Transport:
         "_timer_at",
         "_unhandled",
         "_wake_loop",
+        "_watching",
         "_write_lock",
         "connection",
         "inbox",
@@ -183,6 +184,7 @@ class Transport:
         self._loop_idle = False
         # While the loop's greenlet waits and the hub reads for it: how to wake it.
         self._wake_loop: Callable[[bool], None] | None = None
+        self._watching = False  # the socket's watcher is started for the waiting loop
         # A read parsed in the hub, for the loop's greenlet: (events, whether output waits).
         self._unhandled: tuple[list[Any], bool] | None = None
         self._drained = False  # the last read was the hub's: no need to try another at once
@@ -215,6 +217,10 @@ class Transport:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
+        self._fail_pings()
+
+    def _fail_pings(self) -> None:
+        """No Pong can come any more: the view's pings waiting for one fail."""
         pings, self._pings = self._pings, None
         for waiter, _ in (pings or {}).values():
             if not waiter.done():
@@ -328,24 +334,30 @@ class Transport:
     def loop_idle(self, wake: Callable[[bool], None]) -> None:
         """The loop's greenlet enters its wait: watch the socket for it; ``wake(True)`` when it has work.
 
-        While it waits, each read is handled in the hub as it comes
-        (``_read_while_idle``): Pongs there and then, without a greenlet
-        switch; anything else is parsed and left to the loop's greenlet
-        (``read_inline``). An idle loop reads again itself: a standby
-        greenlet that waits for the socket ends.
+        While a Pong is expected (a ping is in flight), the hub reads for
+        the waiting loop (``_read_while_idle``) and handles a read of Pongs
+        there and then, without a greenlet switch: that is most of what an
+        idle connection ever reads. Otherwise the loop's greenlet is woken
+        to read itself, the shortest way for messages. An idle loop reads
+        again itself: a standby greenlet that waits for the socket ends.
         """
         self._loop_idle = True
         self._end_standby_wait()
         if self._unhandled is not None:
             self._hub.loop.run_callback(wake, True)
         elif self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
-            self._wake_loop = wake
-            self.read_watcher.start(self._read_while_idle)
+            self._watching = True
+            if self._ping_payload is not None or self._pings:
+                self._wake_loop = wake
+                self.read_watcher.start(self._read_while_idle)
+            else:
+                self.read_watcher.start(wake, True)
 
     def loop_busy(self) -> None:
         """The loop's greenlet leaves its wait."""
         self._loop_idle = False
-        if self._wake_loop is not None:
+        if self._watching:
+            self._watching = False
             self._wake_loop = None
             self.read_watcher.stop()
 
@@ -527,6 +539,7 @@ class Transport:
     def _end_of_reading(self) -> None:
         if not self._reading_done:
             self._reading_done = True
+            self._fail_pings()
             self.inbox.put(END, wait=False)
             if self._loop_idle:
                 self._end_standby_wait()

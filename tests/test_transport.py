@@ -14,6 +14,7 @@ from typing import Any
 import gevent
 import gevent.socket
 import greenlet
+import pytest
 
 from duck_ws_sync import WebSocketView
 from duck_ws_sync.request import WebSocketRequest
@@ -102,17 +103,19 @@ def test_pongs_while_idle_are_handled_in_the_hub_without_waking_the_loop():
         serving.join(5)
 
 
-def test_a_shutdown_while_idle_wakes_the_loop_and_ends_the_session(monkeypatch):
+@pytest.mark.parametrize("pong_expected", [False, True], ids=["loop-reads", "hub-reads"])
+def test_a_shutdown_while_idle_wakes_the_loop_and_ends_the_session(monkeypatch, pong_expected):
     # gevent cancels the waits on a socket that is shut down by calling
-    # throw() on its watcher's callback's owner: the transport must answer.
+    # throw() on its watcher's callback's owner: the waiting loop's greenlet,
+    # or the transport while the hub reads for it (a Pong is expected).
     hub_errors: list[Any] = []
     hub = gevent.get_hub()
     monkeypatch.setattr(hub, "handle_error", lambda *args: hub_errors.append(args))
     view, client, serving = serve()
     try:
-        client.sendall(frame(TEXT, b"hello"))
+        client.sendall(frame(TEXT, b"ping me" if pong_expected else b"hello"))
         read_frames(client, 1)
-        gevent.sleep(0.05)  # idle: the hub watches the socket for the loop
+        gevent.sleep(0.05)  # idle: the socket is watched for the loop
         assert view._transport is not None
         view._transport.abort()
         serving.join(5)
