@@ -53,6 +53,8 @@ MAX_MISSED_PONGS = 3
 # loop's clock and ours may differ by a rounding, and a timer that wakes a
 # hair early must not cost a second wake-up.
 _TIMER_SLACK = 0.001
+# Chunks written by one sendmsg() (far below any system's IOV_MAX).
+_MAX_GATHER = 64
 _BUFFER_ATTRIBUTE = "_duck_ws_sync_receive_buffer"
 
 
@@ -294,17 +296,22 @@ class Transport:
     def _write_what_fits(self, chunks: list[Any]) -> list[Any]:
         """Write without waiting; return what did not fit (usually nothing).
 
-        One send() is enough for a small frame: gevent's sendall costs a
-        getsockopt(SO_SNDBUF) and four Python frames.
+        One system call: send() for one chunk (gevent's sendall would cost a
+        getsockopt(SO_SNDBUF) and four Python frames), sendmsg() for a
+        large frame's header and payload together (one TCP segment less).
         """
-        raw_send = self._raw_socket.send
+        if not chunks:
+            return []
+        batch = chunks[:_MAX_GATHER]
+        try:
+            sent = self._raw_socket.send(batch[0]) if len(batch) == 1 else self._raw_socket.sendmsg(batch)
+        except BlockingIOError:
+            sent = 0
         for index, chunk in enumerate(chunks):
-            try:
-                sent = raw_send(chunk)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(chunk):
-                return [memoryview(chunk)[sent:], *chunks[index + 1 :]]
+            size = len(chunk)
+            if sent < size:
+                return [memoryview(chunk)[sent:] if sent else chunk, *chunks[index + 1 :]]
+            sent -= size
         return []
 
     def close(self, code: int | None = 1000, reason: str = "") -> bool:
