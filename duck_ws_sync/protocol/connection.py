@@ -107,6 +107,17 @@ def _is_surrogate_prefix(pending: bytes) -> bool:
     return len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0
 
 
+def _detached(error: ProtocolError) -> ProtocolError:
+    """``error`` without its traceback and the exception it was raised from.
+
+    Both hold the frames the error passed through, and those frames hold
+    views of the receive buffer: kept, they would pin it, and resizing it
+    afterwards would fail with BufferError.
+    """
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
 class ServerConnection:
     """A server's WebSocket connection after a successful opening handshake.
 
@@ -341,13 +352,12 @@ class ServerConnection:
 
     def _protocol_failure(self, error: ProtocolError) -> None:
         """The client broke the protocol: fail now, or stop input and let the caller fail after what came before."""
-        self.protocol_error = error
+        self.protocol_error = _detached(error)
         self._partial = None
         if self.answer_close_at_once:
             self.fail(error.close_code, str(error))
         else:
-            self._reading = False
-            self._buffer.clear()
+            self._reading = False  # and the parser drops what is left unread
 
     def _receive_data_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes) -> None:
         # The common case, one uncompressed frame holding a whole message, is
@@ -491,7 +501,7 @@ class ServerConnection:
         follow can still be read, so we close politely (1009) and wait for the
         client's Close instead of dropping the connection.
         """
-        self.protocol_error = error
+        self.protocol_error = _detached(error)
         self._reset_message()
         if self.state is OPEN:
             self.send_close(error.close_code, str(error))

@@ -591,6 +591,23 @@ class TestPartialFrames:
         assert feed(connection, data[invalid_at - 1 : invalid_at]) == []
         assert failed_with(connection, 1007)
 
+    @pytest.mark.parametrize("at_once", [True, False])
+    def test_invalid_utf8_in_a_frame_whose_header_was_split(self, at_once):
+        # The header waits in the receive buffer; the payload's first bytes,
+        # invalid, come with the rest of the header. Failing must not leave
+        # the buffer pinned by a view (BufferError on the next resize).
+        data = frame(TEXT, b"\x80" + b"x" * 400, fin=False)
+        connection = ServerConnection(answer_close_at_once=at_once)
+        assert feed(connection, data[:1]) == []
+        assert feed(connection, data[1:12]) == []
+        assert connection.protocol_error is not None and connection.protocol_error.close_code == 1007
+        assert connection.protocol_error.__traceback__ is None
+        if at_once:
+            assert failed_with(connection, 1007)
+        else:
+            assert connection.failure_pending
+        assert feed(connection, data[12:] + close_frame(1000)) == []
+
     def test_surrogate_prefix_fails_without_waiting_for_more(self):
         payload = b"ab\xed\xa0" + b"x" * 300
         data = frame(TEXT, payload)
