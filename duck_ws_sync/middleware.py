@@ -2,24 +2,27 @@
 
 A request whose path matches a WebSocket route is upgraded here: the
 handshake is checked (a bad one gets its 4xx with a plain reason), the
-connection's socket is taken over from the server, and the view serves the
-connection in this request's greenlet until it ends. Every other request goes
-to the wrapped application untouched.
+connection's descriptor is taken out of the server's socket object, the 101
+is written, and the WSGI call ends at once; the view serves the connection
+in a greenlet of its own (``sessions.py``). Every other request goes to the
+wrapped application untouched.
 
 Servers that hand over their socket:
 
-- gunicorn's gevent worker: ``environ["gunicorn.socket"]``; returning
-  ``ALREADY_HANDLED`` tells it the response was written.
+- gunicorn's gevent worker: ``environ["gunicorn.socket"]``; a
+  ``StopIteration`` raised from the call tells it the connection is done
+  (it then closes its socket object, which no longer owns the descriptor).
 - gevent.pywsgi: for an Upgrade request, ``environ["wsgi.input"]`` is the
   handler's buffered reader of the socket; bytes it read past the request
-  (a first frame sent with the upgrade) are carried over.
+  (a first frame sent with the upgrade) are carried over, and closing the
+  reader tells pywsgi that no request follows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-import signal
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -60,16 +63,15 @@ class WebSocketMiddleware:
         upgraded = _upgrade(environ, start_response, *found)
         if not isinstance(upgraded, _Upgraded):
             return upgraded
-        # Only what the session needs stays referenced while it runs: this
-        # frame lives as long as the connection.
+        from . import sessions  # noqa: PLC0415 (the view layer has gevent loaded already)
+
         view, taken = upgraded.view, upgraded.taken
         del upgraded
-        try:
-            view.serve(taken.socket, taken.initial_data)
-        finally:
-            if taken.close_socket:
-                taken.socket.close()
-        return taken.result
+        if taken.detached:
+            sessions.start(view, taken.socket, taken.initial_data, close_on_sigterm=taken.gunicorn)
+        else:
+            sessions.serve(view, taken.socket, taken.initial_data, close_on_sigterm=taken.gunicorn)
+        return _end_call(taken, environ)
 
 
 class _Upgraded:
@@ -106,15 +108,12 @@ def _upgrade(
         error = InvalidHandshake(500, f"This server cannot serve WebSockets; use {SUPPORTED_SERVERS}")
         return _respond(start_response, error.response())
     sock = taken.socket
-    if taken.close_socket is False:
-        _close_sessions_on_worker_exit()
     try:
         sock.sendall(handshake.response.serialize())
     except OSError as exc:
         logger.debug("client left during the handshake: %s", exc)
-        if taken.close_socket:
-            sock.close()
-        return taken.result
+        sock.close()
+        return _end_call(taken, environ)
     with contextlib.suppress(OSError):  # not TCP: a Unix socket
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     view = view_class(request, **kwargs)
@@ -122,33 +121,6 @@ def _upgrade(
     view.extensions = handshake.extensions
     view.subprotocol = handshake.subprotocol
     return _Upgraded(view, taken)
-
-
-_shutdown_hook_installed = False
-
-
-def _close_sessions_on_worker_exit() -> None:
-    """On gunicorn's graceful shutdown (SIGTERM), close every WebSocket with 1001 first.
-
-    The worker then waits up to ``graceful_timeout`` for the connections to
-    end; the sessions end within a round trip, so every ``on_close`` runs.
-    """
-    global _shutdown_hook_installed  # noqa: PLW0603 (once per worker process)
-    if _shutdown_hook_installed:
-        return
-    _shutdown_hook_installed = True
-    import gevent  # noqa: PLC0415 (the view layer has it loaded already)
-
-    from .views import close_all  # noqa: PLC0415
-
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        gevent.spawn(close_all, 1001, "Server shutting down")
-        if callable(previous):
-            previous(signum, frame)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _respond(start_response: StartResponse, response: Response) -> list[bytes]:
@@ -163,29 +135,63 @@ class _Takeover(NamedTuple):
 
     socket: socket.socket
     initial_data: bytes  # read by the server past the upgrade request
-    result: Iterable[bytes]  # what the WSGI call returns to the server afterwards
-    close_socket: bool  # whether we close the descriptor, or the server does
+    gunicorn: bool  # gunicorn's gevent worker (else gevent.pywsgi)
+    # The socket is ours alone, the server's socket object no longer owning
+    # the descriptor; not so for TLS, whose state cannot leave its object.
+    detached: bool
 
 
 def _take_socket(environ: Mapping[str, Any]) -> _Takeover | None:
-    """Find the client's socket and what the server already read from it."""
+    """Find the client's socket and what the server already read from it, and take the descriptor."""
     sock = environ.get("gunicorn.socket")
     if sock is not None:
-        try:
-            from gunicorn.workers.base_async import ALREADY_HANDLED  # noqa: PLC0415 (gunicorn is optional)
-        except ImportError:  # pragma: no cover - gunicorn put its socket there
-            return None
         if not str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn") or not _is_gevent_socket(sock):
             return None
-        # gunicorn then reads end-of-stream from the shut-down socket, and closes it.
-        return _Takeover(sock, _gunicorn_buffered(environ.get("wsgi.input")), ALREADY_HANDLED, False)
+        initial_data = _gunicorn_buffered(environ.get("wsgi.input"))
+        own, detached = _detach(sock)
+        return _Takeover(own, initial_data, gunicorn=True, detached=detached)
     reader = environ.get("wsgi.input")
     raw = getattr(reader, "raw", None)
     sock = getattr(raw, "_sock", None)
     if sock is None or not _is_gevent_socket(sock):
         return None
-    # pywsgi writes nothing more on a socket that is closed when the call returns.
-    return _Takeover(sock, _pywsgi_buffered(reader, sock), [], True)
+    initial_data = _pywsgi_buffered(reader, sock)
+    own, detached = _detach(sock)
+    return _Takeover(own, initial_data, gunicorn=False, detached=detached)
+
+
+def _detach(sock: socket.socket) -> tuple[socket.socket, bool]:
+    """A socket of our own for ``sock``'s descriptor, ``sock`` left closed without closing it; and whether it is.
+
+    The descriptor keeps its number, so the event loop's registration of it
+    stays right (a ``dup`` would leave epoll reporting the old number). A TLS
+    socket stays as it is: its state cannot move to another object.
+    """
+    from gevent.ssl import SSLSocket  # noqa: PLC0415 (only gevent's sockets come here)
+
+    if isinstance(sock, SSLSocket):
+        return sock, False
+    timeout = sock.gettimeout()
+    own = type(sock)(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    own.settimeout(timeout)
+    return own, True
+
+
+def _end_call(taken: _Takeover, environ: dict[str, Any]) -> list[bytes]:
+    """End the WSGI call of a connection taken over: the server must write nothing more on it."""
+    # The environ stays with the view's request: it lets go of what only the
+    # server's call could use (its body reader and parser, its socket object,
+    # gunicorn's early-hints callback and, through it, its request objects).
+    environ["wsgi.input"] = io.BytesIO()
+    environ.pop("gunicorn.socket", None)
+    environ.pop("wsgi.early_hints", None)
+    if taken.gunicorn:
+        # gunicorn's worker takes it for "connection done": it logs at debug
+        # level and closes its socket object, which owns nothing any more.
+        raise StopIteration("WebSocket taken over")
+    # pywsgi: its reader is closed, so no request follows, and its socket
+    # object owns nothing any more: nothing more is written.
+    return []
 
 
 def _is_gevent_socket(sock: Any) -> bool:

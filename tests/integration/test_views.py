@@ -5,8 +5,8 @@ parametrized by ``server_kind``), against the views of
 ``tests/integration/apps/views_app.py``. What happens on the server side
 (on_close calls, cancelled tasks, results of sends) is read back through the
 app's ``/events`` route, which can wait for an event; ``served`` is recorded
-when the WSGI call of a connection returns, after which nothing more can
-happen for that connection.
+when a connection's session has ended (its ``on_close`` included), after
+which nothing more can happen for that connection.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def events(server: Server, key: str, wait: str | None = None, count: int = 1, ti
 
 
 def served(server: Server, key: str) -> list[dict]:
-    """The events of a connection that is over (its WSGI call has returned)."""
+    """The events of a connection that is over (its session has ended, on_close included)."""
     recorded = events(server, key, wait="served")
     assert named(recorded, "served"), f"the connection {key} did not end: {recorded}"
     return recorded

@@ -527,11 +527,28 @@ urlpatterns = [
 _websockets = WebSocketMiddleware(fallback, urlpatterns)
 
 
+def _key(environ: dict[str, Any]) -> str | None:
+    return parse_qs(environ.get("QUERY_STRING", "")).get("id", [None])[-1]
+
+
 def app(environ: dict[str, Any], start_response: Any) -> Any:
-    """The middleware, recording ``served`` when the WSGI call of a WebSocket path returns."""
+    """The middleware, recording ``returned`` when the WSGI call of a WebSocket path has ended."""
     try:
         return _websockets(environ, start_response)
     finally:
         if environ.get("PATH_INFO", "").startswith("/ws/"):
-            key = parse_qs(environ.get("QUERY_STRING", "")).get("id", [None])[-1]
-            record(key, "served")
+            record(_key(environ), "returned")
+
+
+_serve = WebSocketView.serve
+
+
+def _serve_and_record(self: WebSocketView, sock: Any, initial_data: bytes = b"") -> None:
+    """``serve``, then ``served``: the session is over, its on_close included."""
+    try:
+        _serve(self, sock, initial_data)
+    finally:
+        record(_key(self.request.environ), "served")
+
+
+WebSocketView.serve = _serve_and_record  # type: ignore[method-assign]
