@@ -93,8 +93,10 @@ def _run(view: WebSocketView, sock: socket.socket, initial_data: bytes) -> None:
         _serve(view, sock, initial_data)
     except greenlet.GreenletExit:
         pass  # killed at exit: serve has run on_close
-    except BaseException:  # nothing may reach the hub from here
+    except Exception:
         logger.exception("WebSocket session of %s failed", type(view).__name__)
+    # SystemExit and KeyboardInterrupt (a signal handler that exits may run
+    # in any greenlet) go on to the hub, which hands them to the main greenlet.
 
 
 def _serve(view: WebSocketView, sock: socket.socket, initial_data: bytes) -> None:

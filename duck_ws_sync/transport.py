@@ -120,6 +120,7 @@ class Transport:
         "_closing_since",
         "_drained",
         "_hub",
+        "_hub_reads",
         "_initial_data",
         "_inline",
         "_limits",
@@ -184,9 +185,10 @@ class Transport:
         self._standby_waiter: Waiter | None = None
         self._reading_done = False
         self._loop_idle = False
-        # While the loop's greenlet waits and the hub reads for it: how to wake it.
+        # While the loop's greenlet waits: how to wake it.
         self._wake_loop: Callable[[bool], None] | None = None
         self._watching = False  # the socket's watcher is started for the waiting loop
+        self._hub_reads = False  # ... and calls _read_while_idle, not the loop's wake
         # A read parsed in the hub, for the loop's greenlet: (events, whether output waits).
         self._unhandled: tuple[list[Any], bool] | None = None
         self._drained = False  # the last read was the hub's: no need to try another at once
@@ -354,17 +356,23 @@ class Transport:
             self._hub.loop.run_callback(wake, True)
         elif self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
             self._watching = True
-            if self._ping_payload is not None or self._pings:
-                self._wake_loop = wake
-                self.read_watcher.start(self._read_while_idle)
-            else:
-                self.read_watcher.start(wake, True)
+            self._wake_loop = wake
+            self._watch(hub_reads=self._ping_payload is not None or bool(self._pings))
+
+    def _watch(self, hub_reads: bool) -> None:
+        """Point the socket's watcher, for the waiting loop, at the hub's read or at the loop's wake."""
+        self._hub_reads = hub_reads
+        if hub_reads:
+            self.read_watcher.start(self._read_while_idle)
+        else:
+            self.read_watcher.start(self._wake_loop, True)
 
     def loop_busy(self) -> None:
         """The loop's greenlet leaves its wait."""
         self._loop_idle = False
         if self._watching:
             self._watching = False
+            self._hub_reads = False
             self._wake_loop = None
             self.read_watcher.stop()
 
@@ -375,7 +383,7 @@ class Transport:
         ``throw`` on the ``__self__`` of its watcher's callback (usually a
         waiting greenlet; here ``_read_while_idle``'s transport).
         """
-        if self._wake_loop is not None:
+        if self._hub_reads and self._wake_loop is not None:
             self._wake_loop(True)
 
     def loop_blocked(self) -> None:
@@ -688,6 +696,8 @@ class Transport:
                 self._pong_deadline = now + self._limits.pong_timeout
                 self._next_ping = math.inf
                 self._send_from_hub(connection.send_ping, payload)
+                if self._watching and not self._hub_reads:
+                    self._watch(hub_reads=True)  # the Pong is read in the hub, the loop sleeps on
         self._schedule()
 
     def answer(self) -> bool:

@@ -78,3 +78,35 @@ def test_loops_in_greenlets_blocked_in_gevent_keep_their_own_running_loop(tracer
     assert seen["b"] == [(True, True)] * 5
     assert seen["plain"] == [None] * 5  # a greenlet that runs no loop sees none
     assert seen["tracer"] == ("SwitchTracer" if tracer == "native" else "function")
+
+
+def test_cancel_remaining_tasks_cancels_what_is_pending_and_scans_nothing_otherwise(monkeypatch) -> None:
+    """Ending a session must not cost a scan of every task of the process (asyncio.all_tasks) when none is left."""
+    scans: list[Any] = []
+    all_tasks = asyncio.all_tasks
+    monkeypatch.setattr(asyncio, "all_tasks", lambda loop=None: scans.append(loop) or all_tasks(loop))
+    loop = GreenletEventLoop()
+    try:
+        cancelled: list[str] = []
+
+        async def forever(name: str) -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.append(name)
+                raise
+
+        async def session() -> None:
+            await asyncio.gather(*(asyncio.sleep(0) for _ in range(3)))  # tasks that finish
+            asyncio.get_running_loop().create_task(forever("left behind"))
+
+        loop.run_until_complete(session())
+        loop.cancel_remaining_tasks(1.0)
+        assert cancelled == ["left behind"]
+        assert scans == [loop]
+        scans.clear()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.cancel_remaining_tasks(1.0)  # nothing pending: no scan
+        assert scans == []
+    finally:
+        loop.close()

@@ -103,6 +103,48 @@ def test_pongs_while_idle_are_handled_in_the_hub_without_waking_the_loop():
         serving.join(5)
 
 
+def test_the_heartbeat_of_an_idle_connection_never_wakes_the_loop():
+    # The timer sends the Ping from the hub and points the socket's watcher
+    # at the hub's read, which handles the Pong: the loop's greenlet sleeps on.
+    class Beating(Echo):
+        PING_INTERVAL = 0.05
+
+    server_side, client = gevent.socket.socketpair()
+    view = Beating(WebSocketRequest(dict(UPGRADE)))
+    serving = gevent.spawn(view.serve, server_side)
+    switches_into_loop = []
+
+    def trace(event: str, args: tuple[Any, Any]) -> None:
+        if event == "switch" and args[1] is serving:
+            switches_into_loop.append(args)
+
+    try:
+        client.sendall(frame(TEXT, b"hello"))
+        assert read_frames(client, 1) == [(True, False, TEXT, b"hello")]
+        gevent.sleep(0.01)  # the loop's greenlet is idle
+        previous = greenlet.settrace(trace)
+        try:
+            payloads = []
+            for _ in range(3):
+                [(fin, _, opcode, payload)] = read_frames(client, 1)
+                assert (fin, opcode) == (True, 0x9)
+                payloads.append(payload)
+                client.sendall(frame(PONG, payload))
+            gevent.sleep(0.02)
+        finally:
+            greenlet.settrace(previous)
+        assert len(set(payloads)) == 3
+        assert switches_into_loop == []
+        client.sendall(frame(TEXT, b"still here"))  # and a message still reaches the view
+        data = b""
+        with gevent.Timeout(5):
+            while (True, False, TEXT, b"still here") not in parse_server_frames(data):
+                data += client.recv(65536)  # heartbeat Pings may come first
+    finally:
+        client.close()
+        serving.join(5)
+
+
 @pytest.mark.parametrize("pong_expected", [False, True], ids=["loop-reads", "hub-reads"])
 def test_a_shutdown_while_idle_wakes_the_loop_and_ends_the_session(monkeypatch, pong_expected):
     # gevent cancels the waits on a socket that is shut down by calling
