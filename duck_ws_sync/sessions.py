@@ -72,7 +72,6 @@ def start(view: WebSocketView, sock: socket.socket, initial_data: bytes, close_o
     hub = gevent.get_hub()
     runner = greenlet.greenlet(_run, parent=hub)
     runner.gr_context = contextvars.copy_context()
-    _sessions[runner] = view
     hub.loop.run_callback(greenlet.getcurrent().switch)
     runner.switch(view, sock, initial_data)
 
