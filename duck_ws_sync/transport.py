@@ -1,4 +1,4 @@
-"""One WebSocket connection on a gevent socket: reading, writing, heartbeat, timeouts.
+"""One WebSocket connection on a gevent socket: reading and writing.
 
 A ``Transport`` drives a sans-I/O ``ServerConnection`` over a socket taken
 over from the WSGI server. An idle connection costs one greenlet (the
@@ -15,7 +15,8 @@ request's, which runs the view's loop), the protocol state and a timer:
   the frame and writes it whole;
 - heartbeat pings, the receive timeout and the deadline of a closing
   handshake run on one gevent timer, whose callback runs in the hub and
-  needs no greenlet.
+  needs no greenlet (``Heartbeat``, in ``heartbeat.py``, which
+  ``Transport`` extends).
 
 Calls into the core never yield to the gevent hub (they do no I/O), so under
 gevent they need no lock of their own; the write lock keeps frames whole and
@@ -24,20 +25,20 @@ in the core's order on the wire.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import gevent
 import gevent.lock
 from gevent.hub import Waiter
 
 from .exceptions import LocalProtocolError
+from .heartbeat import Heartbeat
 from .inbox import END, Inbox
 from .protocol import Message, Pong, ServerConnection, State
 
@@ -47,12 +48,6 @@ logger = logging.getLogger("duck_ws_sync")
 
 # The size of the receive buffer that the connections of one thread share.
 RECEIVE_SIZE = 256 * 1024
-# Heartbeat misses in a row after which the client is considered gone (Duck's rule).
-MAX_MISSED_PONGS = 3
-# A timer event this close to a deadline counts as reaching it: the event
-# loop's clock and ours may differ by a rounding, and a timer that wakes a
-# hair early must not cost a second wake-up.
-_TIMER_SLACK = 0.001
 # Chunks written by one sendmsg() (far below any system's IOV_MAX).
 _MAX_GATHER = 64
 _BUFFER_ATTRIBUTE = "_duck_ws_sync_receive_buffer"
@@ -71,36 +66,7 @@ def _receive_buffer(hub: Any) -> memoryview:
     return buffer
 
 
-class _Limits(NamedTuple):
-    """A view's heartbeat and timeout settings in seconds, ``inf`` for off.
-
-    Connections with the same settings share one: it is read on every
-    timer event, and an idle connection should not carry a copy.
-    """
-
-    ping_interval: float
-    pong_timeout: float
-    max_backoff: float
-    receive_timeout: float
-    send_timeout: float
-    close_timeout: float
-
-    @classmethod
-    def of(cls, settings: Any) -> _Limits:
-        def seconds(name: str) -> float:
-            value = getattr(settings, name, None)
-            return float(value) if value else math.inf
-
-        limits = cls(*(seconds(name.upper()) for name in cls._fields))
-        if len(_SHARED_LIMITS) >= 256:  # settings made per connection: share nothing
-            return _SHARED_LIMITS.get(limits, limits)
-        return _SHARED_LIMITS.setdefault(limits, limits)
-
-
-_SHARED_LIMITS: dict[_Limits, _Limits] = {}
-
-
-class Transport:
+class Transport(Heartbeat):
     """Runs a ``ServerConnection`` over a socket.
 
     Args:
@@ -117,34 +83,22 @@ class Transport:
     __slots__ = (
         "_broken",
         "_buffer",
-        "_closing_since",
         "_drained",
         "_hub",
         "_hub_reads",
         "_initial_data",
         "_inline",
-        "_limits",
         "_loop_idle",
-        "_missed_pongs",
-        "_next_ping",
-        "_ping_interval",
-        "_ping_payload",
-        "_pings",
-        "_pings_sent",
-        "_pong_deadline",
         "_raw_socket",
         "_reading_done",
         "_standby",
         "_standby_waiter",
-        "_timer",
-        "_timer_at",
         "_unhandled",
         "_wake_loop",
         "_watching",
         "_write_lock",
         "connection",
         "inbox",
-        "last_frame_at",
         "read_watcher",
         "socket",
     )
@@ -161,26 +115,14 @@ class Transport:
         self.connection = connection
         self.inbox = inbox
         self._initial_data = initial_data
-        self._limits = _Limits.of(settings)
         self._hub = hub = gevent.get_hub()
         self._buffer = _receive_buffer(hub)
         self._write_lock = gevent.lock.Semaphore()
         self._broken = False  # the socket failed or was aborted
-        self.last_frame_at = time.monotonic()
-        self._closing_since: float | None = None
-        self._ping_payload: bytes | None = None  # the heartbeat's
-        self._pings_sent = 0  # by the heartbeat, which numbers its payloads
-        # The view's own pings, oldest first: payload -> (waiter, sent at).
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
-        self._pong_deadline = math.inf
-        self._missed_pongs = 0
+        self._start_clock(settings, time.monotonic())
         send_timeout = self._limits.send_timeout
         # Sends block at most SEND_TIMEOUT; reads ignore the socket's timeout.
         sock.settimeout(None if send_timeout == math.inf else send_timeout)
-        self._ping_interval = self._limits.ping_interval
-        self._next_ping = self.last_frame_at + self._ping_interval
-        self._timer: Any = None
-        self._timer_at = math.inf
         self._standby: gevent.Greenlet | None = None
         self._standby_waiter: Waiter | None = None
         self._reading_done = False
@@ -218,17 +160,7 @@ class Transport:
         self._reading_done = True
         if self._standby is not None:
             self._standby.kill(block=False)
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        self._fail_pings()
-
-    def _fail_pings(self) -> None:
-        """No Pong can come any more: the view's pings waiting for one fail."""
-        pings, self._pings = self._pings, None
-        for waiter, _ in (pings or {}).values():
-            if not waiter.done():
-                waiter.set_exception(ConnectionError("the connection closed before the Pong arrived"))
+        self._stop_clock()
 
     # Writing.
 
@@ -271,9 +203,8 @@ class Transport:
     def _flush(self) -> bool:
         """Write what the core has queued; the caller holds the write lock."""
         connection = self.connection
-        if connection.close_sent is not None and self._closing_since is None:
-            self._closing_since = time.monotonic()
-            self._schedule()
+        if connection.close_sent is not None:
+            self._closing_starts()
         return self._write(connection.data_to_send())
 
     def _write(self, chunks: list[Any]) -> bool:
@@ -331,10 +262,6 @@ class Transport:
         self._broken = True
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
-
-    def _close_or_abort(self, code: int, reason: str) -> None:
-        if not self.close(code, reason):
-            self.abort()
 
     # Reading. The loop's greenlet reads while it is idle (``read_inline``,
     # called from the loop's wait); a standby greenlet reads while the
@@ -500,11 +427,10 @@ class Transport:
                     self._receive_pong(event.payload)
             events = [event for event in events if type(event) is Message]
         ended = connection.input_ended
-        if ended and self._closing_since is None and connection.state is State.OPEN:
+        if ended and connection.state is State.OPEN:
             # The client's Close, or a protocol error: our Close is due
             # within CLOSE_TIMEOUT, after the messages that came before.
-            self._closing_since = time.monotonic()
-            self._schedule()
+            self._closing_starts()
         if events:
             if direct:
                 self.inbox.deliver(events)
@@ -577,178 +503,3 @@ class Transport:
                         pass
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-
-    # Heartbeat and timeouts.
-
-    def ping(self, payload: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[float]:
-        """Send a Ping; the future gets the round trip in seconds when its Pong arrives.
-
-        Raises:
-            ValueError: If a ping with the same payload is still unanswered.
-        """
-        if self._pings is None:
-            self._pings = {}
-        if payload in self._pings:
-            raise ValueError("a ping with this payload is already waiting for its Pong")
-        waiter: asyncio.Future[float] = loop.create_future()
-        # Waiting before the Ping is written: the Pong may be read while we write.
-        self._pings[payload] = (waiter, time.monotonic())
-        try:
-            sent = self.send(self.connection.send_ping, payload)
-        except BaseException:
-            del self._pings[payload]
-            raise
-        if not sent:
-            del self._pings[payload]
-            waiter.set_exception(ConnectionError("the connection is not open"))
-        return waiter
-
-    def _receive_pong(self, payload: bytes) -> None:
-        pings = self._pings
-        if pings and payload in pings:
-            # A Pong answers its Ping and every earlier one: a client may
-            # answer only the latest of several (RFC 6455 §5.5.3).
-            now = time.monotonic()
-            for key in list(pings):
-                waiter, sent_at = pings.pop(key)
-                if not waiter.done():
-                    waiter.set_result(now - sent_at)
-                if key == payload:
-                    break
-        # Only the Pong that answers our latest Ping counts (RFC 6455 §5.5.3
-        # allows unsolicited Pongs, which say nothing about our Ping).
-        if self._ping_payload is not None and payload == self._ping_payload:
-            self._ping_payload = None
-            self._missed_pongs = 0
-            self._pong_deadline = math.inf
-            self._ping_interval = self._limits.ping_interval
-            self._next_ping = self.last_frame_at + self._ping_interval  # the Pong's arrival
-            self._schedule()
-
-    def _schedule(self) -> None:
-        """Arm the timer for the earliest deadline.
-
-        That is the closing handshake's, or while reading the heartbeat's and
-        the receive timeout's.
-        """
-        if self._broken or self.connection.state is State.CLOSED:
-            wake_at = math.inf
-        elif self._closing_since is not None:
-            wake_at = self._closing_since + self._limits.close_timeout
-        elif self._reading_done:
-            wake_at = math.inf
-        else:
-            receive_timeout = self._limits.receive_timeout
-            wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
-        if self._timer is not None:
-            if wake_at == self._timer_at:
-                return
-            self._timer.close()
-            self._timer = None
-        self._timer_at = wake_at
-        if wake_at != math.inf:
-            self._timer = self._hub.loop.timer(max(wake_at - time.monotonic(), 0.0))
-            # The loop's clock is updated first: from a stale one the timer would wake early.
-            self._timer.start(self._on_timer, update=True)
-
-    def _on_timer(self) -> None:
-        """A deadline passed (in the hub: nothing here may block; sends that could go to a greenlet)."""
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        connection = self.connection
-        if self._broken or connection.state is State.CLOSED:
-            return
-        now = time.monotonic() + _TIMER_SLACK
-        if self._closing_since is not None:
-            if now >= self._closing_since + self._limits.close_timeout:
-                logger.debug("closing handshake timed out")
-                if connection.close_sent is None:
-                    gevent.spawn(self._answer_and_abort)
-                else:
-                    self.abort()
-                return
-        else:
-            if self.inbox.full:
-                # We stopped reading (backpressure): silence is ours, not the client's.
-                self.last_frame_at = now
-                if self._pong_deadline != math.inf:
-                    self._pong_deadline = now + self._limits.pong_timeout
-            receive_timeout = self._limits.receive_timeout
-            if now >= self.last_frame_at + receive_timeout:
-                logger.info("no frame received for %s s: closing", receive_timeout)
-                gevent.spawn(self._close_or_abort, 1001, "receive timeout")
-                return
-            if now >= self._pong_deadline:
-                self._missed_pongs += 1
-                self._ping_payload = None
-                self._pong_deadline = math.inf
-                if self._missed_pongs >= MAX_MISSED_PONGS:
-                    logger.info("%d pings unanswered: closing", self._missed_pongs)
-                    gevent.spawn(self._close_or_abort, 1001, "ping timeout")
-                    return
-                self._ping_interval = min(self._ping_interval * 2, self._limits.max_backoff)
-                self._next_ping = now + self._ping_interval
-            if now >= self._next_ping and self._ping_payload is None:
-                # Unique among the pings in flight is all a heartbeat payload needs.
-                self._pings_sent = (self._pings_sent + 1) & 0xFFFFFFFF
-                payload = self._ping_payload = self._pings_sent.to_bytes(4, "big")
-                self._pong_deadline = now + self._limits.pong_timeout
-                self._next_ping = math.inf
-                self._send_from_hub(connection.send_ping, payload)
-                if self._watching and not self._hub_reads:
-                    self._watch(hub_reads=True)  # the Pong is read in the hub, the loop sleeps on
-        self._schedule()
-
-    def answer(self) -> bool:
-        """Send the Close that input ended for: the echo of the client's, or the failure for its protocol error."""
-        connection = self.connection
-        error = connection.protocol_error
-        if connection.failure_pending and error is not None:
-            return self.fail(error.close_code, str(error))
-        received = connection.close_received
-        if received is not None and connection.close_sent is None:
-            # RFC 6455 §5.5.1: echo the client's code.
-            return self.close(None if received.code == 1005 else received.code)
-        return False
-
-    def _answer_and_abort(self) -> None:
-        self.answer()
-        self.abort()
-
-    def _send_from_hub(self, action: Callable[..., None], *args: Any) -> None:
-        """Send from the timer's callback: at once when the frame fits in the socket, else from a greenlet."""
-        lock = self._write_lock
-        if not self._inline or not lock.acquire(blocking=False):
-            gevent.spawn(self.send, action, *args)
-            return
-        handed_over = False
-        try:
-            if self._broken:
-                return
-            try:
-                action(*args)
-            except LocalProtocolError as exc:
-                logger.debug("not sending: %s", exc)
-                return
-            try:
-                rest = self._write_what_fits(self.connection.data_to_send())
-            except OSError as exc:
-                logger.debug("connection lost while sending: %s", exc)
-                self.abort()
-                return
-            if rest:
-                # The client is slow to read: a greenlet finishes the
-                # frames, holding the write lock until they are out.
-                gevent.spawn(self._finish_writing, rest)
-                handed_over = True
-        finally:
-            if not handed_over:
-                lock.release()
-
-    def _finish_writing(self, chunks: list[Any]) -> None:
-        """Write ``chunks`` and release the write lock, which the caller handed over."""
-        try:
-            self._write(chunks)
-        finally:
-            self._write_lock.release()

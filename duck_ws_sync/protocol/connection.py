@@ -5,26 +5,14 @@
 write (``data_to_send``). The caller owns the socket, the clock and the
 locking: one lock must guard every call into a connection.
 
-States and who moves between them (RFC 6455 §7)::
+The states and the moves between them are in ``states.py``.
 
-    OPEN --send_close--> CLOSING --receive_close--> CLOSED
-    OPEN --receive_close (answered at once)-------> CLOSED
-    OPEN --receive_close (answer deferred), then send_close--> CLOSED
-    OPEN, CLOSING --fail, receive_eof-------------> CLOSED
-
-In CLOSED the transport closes TCP (the server closes first, §7.1.1). In
-CLOSING it waits, with a deadline of its own, for the client's Close.
-
-A frame whose payload has not all arrived is collected into a buffer of its
-own as it comes, unmasked on the way in (one pass per byte), and the text of
-an uncompressed message is checked for UTF-8 piece by piece: invalid text
-fails the connection as soon as it arrives, not when its frame is complete.
+A frame whose payload has not all arrived is collected as it comes, and the
+text of a message is checked for UTF-8 piece by piece (``partial.py``).
 """
 
 from __future__ import annotations
 
-import codecs
-import enum
 from collections.abc import Sequence
 
 from ..exceptions import InvalidPayloadData, LocalProtocolError, PayloadTooBig, ProtocolError
@@ -40,46 +28,14 @@ from .frames import (
     serialize_close,
     serialize_header,
 )
-from .mask import apply_mask, unmask_into
+from .mask import apply_mask
 from .native import speedups
 from .opcodes import OpCode, is_sendable_close_code
+from .partial import PartialFrame, TextCheck
+from .states import CLOSED, CLOSING, OPEN, TRANSITIONS, Side, State
 
 __all__ = ["ServerConnection", "Side", "State"]
 
-
-class State(enum.IntEnum):
-    """Connection states, with Duck's values; CLOSING is ours."""
-
-    INITIATING = -1  # Duck: opening handshake in progress
-    CLOSED = 0
-    OPEN = 1
-    INITIATED = 2  # Duck: handshake done (Duck never reaches OPEN)
-    CLOSING = 3  # we sent a Close frame and wait for the peer's
-
-
-class Side(enum.Enum):
-    """Which end of the connection started the closing handshake."""
-
-    LOCAL = "local"
-    REMOTE = "remote"
-
-
-OPEN, CLOSING, CLOSED = State.OPEN, State.CLOSING, State.CLOSED
-
-# Every state change, as data: (state, what happened) -> next state. A pair
-# that is missing is something the caller may not do in that state.
-_TRANSITIONS: dict[tuple[State, str], State] = {
-    (OPEN, "send_close"): CLOSING,
-    (OPEN, "answer_close"): CLOSED,  # the deferred answer to the peer's Close
-    (OPEN, "receive_close"): CLOSED,  # the Close is answered at once
-    (CLOSING, "receive_close"): CLOSED,
-    (OPEN, "fail"): CLOSED,
-    (CLOSING, "fail"): CLOSED,
-    (CLOSED, "fail"): CLOSED,
-    (OPEN, "receive_eof"): CLOSED,
-    (CLOSING, "receive_eof"): CLOSED,
-    (CLOSED, "receive_eof"): CLOSED,
-}
 
 # Opcodes of data frames that start a message, indexed by value.
 _MESSAGE_OPCODES = {OpCode.TEXT.value: OpCode.TEXT, OpCode.BINARY.value: OpCode.BINARY}
@@ -87,24 +43,11 @@ _MESSAGE_OPCODES = {OpCode.TEXT.value: OpCode.TEXT, OpCode.BINARY.value: OpCode.
 # larger payloads are handed over separately, not copied.
 _JOIN_LIMIT = 4096
 
-_new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
-
 # Parses the frames that are whole messages by themselves, and Pongs, at C
 # speed (None without the extension); ``_parse`` takes over at any other frame.
 _native_parse_messages = getattr(speedups, "parse_messages", None)
 
 MiB = 1024 * 1024
-
-
-def _is_surrogate_prefix(pending: bytes) -> bool:
-    """Tell whether the bytes a UTF-8 decoder holds back start a surrogate.
-
-    CPython's incremental decoder rejects every impossible prefix at once
-    except ED A0-ED BF, the start of an encoded surrogate, which it keeps
-    until the character is complete. RFC 3629 forbids surrogates, so such a
-    prefix can never become valid.
-    """
-    return len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0
 
 
 def _detached(error: ProtocolError) -> ProtocolError:
@@ -156,14 +99,11 @@ class ServerConnection:
         "_message_size",
         "_output",
         "_partial",
-        "_partial_filled",
-        "_partial_header",
-        "_partial_text",
         "_reading",
         "_rsv1_allowed",
         "_simple_limit",
         "_skip",
-        "_utf8_decoder",
+        "_text",
         "answer_close_at_once",
         "close_initiator",
         "close_received",
@@ -201,18 +141,14 @@ class ServerConnection:
         self._buffer = bytearray()  # the start of a frame, up to its payload
         self._skip = 0  # bytes of an unwanted frame payload still to drop
         self._reading = True  # False once input stops: a Close, a failure, CLOSED
-        # The data frame whose payload is arriving: its header, the payload
-        # so far (unmasked), and whether its text is checked as it comes.
-        self._partial: bytearray | None = None
-        self._partial_header: FrameHeader | None = None
-        self._partial_filled = 0
-        self._partial_text = False
+        # The data frame whose payload is arriving.
+        self._partial: PartialFrame | None = None
         # The fragmented message being received (RFC 6455 §5.4).
         self._message_opcode: OpCode | None = None
         self._message_compressed = False
         self._fragments: list[bytes] = []
         self._message_size = 0
-        self._utf8_decoder: codecs.IncrementalDecoder | None = None
+        self._text: TextCheck | None = None  # the UTF-8 check of a text message being reassembled
         # The largest payload of a message read by the native parser (-1: any).
         limits = [limit for limit in (max_frame_size, max_message_size) if limit is not None]
         self._simple_limit = min(limits, default=-1)
@@ -387,7 +323,7 @@ class ServerConnection:
         else:
             self._message_opcode = _MESSAGE_OPCODES[opcode]
             self._message_compressed = rsv1
-            self._utf8_decoder = _new_utf8_decoder() if opcode == OpCode.TEXT else None
+            self._text = TextCheck() if opcode == OpCode.TEXT else None
 
     def _end_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes, checked: bool) -> None:
         """Add a whole data frame's payload to its message; ``checked``: its text was validated already."""
@@ -401,8 +337,8 @@ class ServerConnection:
         self._message_size += len(payload)
         if self.max_message_size is not None and self._message_size > self.max_message_size:
             raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
-        if self._utf8_decoder is not None and not checked:
-            self._check_utf8(payload, fin)
+        if self._text is not None and not checked:
+            self._text.feed(payload, fin)
         self._fragments.append(payload)
         if fin:
             fragments = self._fragments
@@ -411,25 +347,6 @@ class ServerConnection:
             self._events.append(Message(self._message_opcode, data))
             self._reset_message()
 
-    def _check_utf8(self, text: bytes | bytearray, final: bool) -> None:
-        """Feed the next piece of a text message to its UTF-8 check.
-
-        §8.1: invalid UTF-8 fails the connection where it appears; a
-        character may continue in the next piece.
-        """
-        decoder = self._utf8_decoder
-        assert decoder is not None
-        if text.isascii() and not decoder.getstate()[0]:
-            if final:
-                decoder.reset()
-            return
-        try:
-            decoder.decode(text, final)
-        except UnicodeDecodeError:
-            raise InvalidPayloadData("text message is not valid UTF-8") from None
-        if not final and _is_surrogate_prefix(decoder.getstate()[0]):
-            raise InvalidPayloadData("text message is not valid UTF-8")
-
     def _begin_partial(self, header: FrameHeader) -> None:
         """Start collecting a data frame whose payload has not all arrived."""
         self._start_frame(header.opcode, header.rsv1)
@@ -437,29 +354,22 @@ class ServerConnection:
         limit = self.max_message_size
         if not compressed and limit is not None and self._message_size + header.length > limit:
             raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
-        self._partial = bytearray()
-        self._partial_header = header
-        self._partial_filled = 0
         # Compressed text can only be checked once it is inflated.
-        self._partial_text = self._utf8_decoder is not None and not compressed
+        self._partial = PartialFrame(header, None if compressed else self._text)
 
     def _fill_partial(self, data: bytes | bytearray | memoryview) -> int:
         """Add the next bytes of the frame being collected; return how many were used."""
-        payload, header = self._partial, self._partial_header
-        assert payload is not None and header is not None and header.mask is not None
-        filled = self._partial_filled
-        used = min(len(data), header.length - filled)
-        unmask_into(payload, filled, data if used == len(data) else memoryview(data)[:used], header.mask)
-        self._partial_filled = filled + used
-        if self._partial_text:
-            self._check_utf8(payload[filled : filled + used], final=False)
-        if self._partial_filled == header.length:
+        partial = self._partial
+        assert partial is not None
+        used = partial.fill(data)
+        if partial.complete:
             self._partial = None
             self.frames_received += 1
-            if self._partial_text and header.fin:
-                self._check_utf8(b"", final=True)
+            header = partial.header
             try:
-                self._end_frame(header.fin, header.opcode, header.rsv1, bytes(payload), checked=self._partial_text)
+                self._end_frame(
+                    header.fin, header.opcode, header.rsv1, bytes(partial.payload), checked=partial.text is not None
+                )
             except PayloadTooBig as exc:
                 self._close_for(exc)
         return used
@@ -492,7 +402,7 @@ class ServerConnection:
         self._message_compressed = False
         self._fragments = []
         self._message_size = 0
-        self._utf8_decoder = None
+        self._text = None
 
     def _close_for(self, error: PayloadTooBig) -> None:
         """Start the closing handshake because the peer sent too much.
@@ -612,10 +522,10 @@ class ServerConnection:
         if self.close_received is None:
             self._transition("send_close")
             self.close_initiator = Side.LOCAL
-            header = self._partial_header
-            if self._partial is not None and header is not None:
+            partial = self._partial
+            if partial is not None:
                 # §7.1.1: the rest of the frame being collected is discarded.
-                self._skip = header.length - self._partial_filled
+                self._skip = partial.header.length - partial.filled
                 self._partial = None
         else:
             self._transition("answer_close")
@@ -673,7 +583,7 @@ class ServerConnection:
 
     def _transition(self, happened: str) -> None:
         try:
-            self.state = state = _TRANSITIONS[self.state, happened]
+            self.state = state = TRANSITIONS[self.state, happened]
         except KeyError:
             raise LocalProtocolError(
                 f"cannot {happened.replace('_', ' ')}: the connection is {self.state.name}"
