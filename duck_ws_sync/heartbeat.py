@@ -1,7 +1,8 @@
-"""The deadlines of a WebSocket connection, on one gevent timer: heartbeat, receive timeout, closing handshake.
+"""The deadlines of a WebSocket connection: heartbeat, receive timeout, closing handshake.
 
 ``Heartbeat`` is the part of a ``Transport`` that keeps time. Each
-connection has at most one gevent timer, armed for its earliest deadline:
+connection has one deadline at a time, its earliest, kept with those of
+every connection of the thread under one gevent timer (``timers.py``):
 
 - the heartbeat: a Ping every PING_INTERVAL of silence; a Pong that does not
   come within PONG_TIMEOUT is a miss, the interval doubles (up to
@@ -10,7 +11,7 @@ connection has at most one gevent timer, armed for its earliest deadline:
 - the closing handshake: the client's Close must come within CLOSE_TIMEOUT
   of ours, and our answer within CLOSE_TIMEOUT of its.
 
-The timer's callback runs in the hub, so an idle connection needs no greenlet
+The deadline's handler runs in the hub, so an idle connection needs no greenlet
 for any of this: a heartbeat Ping is written from there when it fits in the
 socket, and its Pong is read there too (``Transport._read_while_idle``).
 The view's own pings (``ping``) wait here for their Pongs.
@@ -29,6 +30,7 @@ import gevent
 
 from .exceptions import LocalProtocolError
 from .protocol import State
+from .timers import TICK, deadlines
 
 if TYPE_CHECKING:
     import gevent.lock
@@ -82,6 +84,7 @@ class Heartbeat:
 
     __slots__ = (
         "_closing_since",
+        "_deadlines",
         "_limits",
         "_missed_pongs",
         "_next_ping",
@@ -91,7 +94,6 @@ class Heartbeat:
         "_pings_sent",
         "_pong_deadline",
         "_timer",
-        "_timer_at",
         "last_frame_at",
     )
 
@@ -127,13 +129,13 @@ class Heartbeat:
         self._missed_pongs = 0
         self._ping_interval = limits.ping_interval
         self._next_ping = now + limits.ping_interval
-        self._timer: Any = None
-        self._timer_at = math.inf
+        self._deadlines = deadlines(self._hub)
+        self._timer: int | None = None  # the slot of our deadline in ``_deadlines``
 
     def _stop_clock(self) -> None:
-        """Stop the timer; the view's pings waiting for a Pong fail."""
+        """Cancel the deadline; the view's pings waiting for a Pong fail."""
         if self._timer is not None:
-            self._timer.close()
+            self._deadlines.remove(self, self._timer)
             self._timer = None
         self._fail_pings()
 
@@ -210,22 +212,18 @@ class Heartbeat:
         else:
             receive_timeout = self._limits.receive_timeout
             wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
-        if self._timer is not None:
-            if wake_at == self._timer_at:
+        timer = self._timer
+        if timer is not None:
+            if wake_at != math.inf and math.ceil(wake_at / TICK) == timer:
                 return
-            self._timer.close()
+            self._deadlines.remove(self, timer)
             self._timer = None
-        self._timer_at = wake_at
         if wake_at != math.inf:
-            self._timer = self._hub.loop.timer(max(wake_at - time.monotonic(), 0.0))
-            # The loop's clock is updated first: from a stale one the timer would wake early.
-            self._timer.start(self._on_timer, update=True)
+            self._timer = self._deadlines.add(self, wake_at)
 
     def _on_timer(self) -> None:
         """A deadline passed (in the hub: nothing here may block; sends that could go to a greenlet)."""
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
+        self._timer = None
         connection = self.connection
         if self._broken or connection.state is State.CLOSED:
             return

@@ -2,7 +2,7 @@
 
 A ``Transport`` drives a sans-I/O ``ServerConnection`` over a socket taken
 over from the WSGI server. An idle connection costs one greenlet (the
-request's, which runs the view's loop), the protocol state and a timer:
+request's, which runs the view's loop), the protocol state and a deadline:
 
 - reading: while the loop's greenlet has nothing to do it reads the socket
   itself (``read_inline``, from the loop's wait) into a buffer shared by
@@ -14,8 +14,8 @@ request's, which runs the view's loop), the protocol state and a timer:
 - writing: any greenlet that sends takes the write lock, asks the core for
   the frame and writes it whole;
 - heartbeat pings, the receive timeout and the deadline of a closing
-  handshake run on one gevent timer, whose callback runs in the hub and
-  needs no greenlet (``Heartbeat``, in ``heartbeat.py``, which
+  handshake run on deadlines, whose handler runs in the hub and needs no
+  greenlet (``Heartbeat``, in ``heartbeat.py``, which
   ``Transport`` extends).
 
 Calls into the core never yield to the gevent hub (they do no I/O), so under
@@ -142,7 +142,7 @@ class Transport(Heartbeat):
         self.read_watcher: Any = getattr(sock, "_read_event", None) or hub.loop.io(sock.fileno(), 1)
 
     def start(self, loop: Any) -> None:
-        """Start reading and the timer.
+        """Start reading and the deadlines.
 
         Must be called from the loop's greenlet, before the loop runs.
         """
@@ -156,7 +156,7 @@ class Transport(Heartbeat):
         self._schedule()
 
     def stop(self) -> None:
-        """Stop reading and the timer (the session is over)."""
+        """Stop reading and the deadlines (the session is over)."""
         self._reading_done = True
         if self._standby is not None:
             self._standby.kill(block=False)

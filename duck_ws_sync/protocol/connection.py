@@ -211,8 +211,14 @@ class ServerConnection:
 
     def events_received(self) -> list[Event]:
         """Return the events parsed since the last call, in order."""
-        events, self._events = self._events, []
-        return events
+        # The list stays: a new one per read would outlive the garbage
+        # collector's young generations on an idle connection.
+        events = self._events
+        if not events:
+            return []
+        received = events.copy()
+        events.clear()
+        return received
 
     @property
     def input_ended(self) -> bool:
@@ -551,8 +557,10 @@ class ServerConnection:
 
     def data_to_send(self) -> list[bytes | memoryview]:
         """Return the bytes to write, in order, since the last call."""
-        output, self._output = self._output, []
-        return output
+        output = self._output  # kept, as ``_events`` is
+        chunks = output.copy()
+        output.clear()
+        return chunks
 
     def _send_control(self, opcode: OpCode, payload: bytes) -> None:
         self._check_open(f"send a {opcode.name.lower()}")
