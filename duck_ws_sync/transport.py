@@ -338,14 +338,27 @@ class Transport(Heartbeat):
             return False
         if self._standby is not None or self._reading_done or not self._inline or self.inbox.full:
             return False
+        connection = self.connection
+        # The rest of a large frame is read straight into its payload.
+        target = connection.receive_buffer()
         try:
-            size = self._raw_socket.recv_into(self._buffer)
+            size = self._raw_socket.recv_into(self._buffer if target is None else target)
         except BlockingIOError:
             return False
         except OSError as exc:
             logger.debug("connection lost while reading: %s", exc)
             size = 0
-        self._receive(self._buffer[:size] if size else None, direct=True)
+        finally:
+            if target is not None:
+                target.release()
+        if target is None or not size:
+            self._receive(self._buffer[:size] if size else None, direct=True)
+            return True
+        frames_sent, frames = connection.frames_sent, connection.frames_received
+        connection.received_into(size)
+        if connection.frames_received != frames:
+            self.last_frame_at = time.monotonic()
+        self._act_on(connection.events_received(), connection.frames_sent != frames_sent, direct=True)
         return True
 
     def _read_standby(self) -> None:

@@ -6,7 +6,8 @@
  * section 5.3). The work is done eight bytes at a time on a 64-bit word that
  * holds the mask twice; compilers vectorise this loop further. Masking and
  * unmasking are the same operation. unmask_into(target, position, data, mask)
- * does the same into a bytearray that collects a large frame's payload.
+ * does the same into a bytearray or a Payload that collects a large frame's
+ * payload; Payload is that payload received and unmasked in place.
  *
  * parse_messages reads the frames of the common case (a whole text or binary
  * message in one masked frame) straight into message events; the protocol
@@ -83,6 +84,211 @@ done:
 }
 
 /*
+ * Payload(length): the payload of a large frame as it arrives, built in place
+ * in a bytes object that no one else sees until take() hands it over. The
+ * socket reads straight into it (it exports a writable buffer), unmask(start,
+ * stop, mask) unmasks what arrived in place, and take() returns the bytes:
+ * no copy into a collecting buffer and none out of it. take() refuses while
+ * a buffer is exported, so nothing can write into the bytes once they are
+ * handed over. The bytes object is made without initialising its memory: a
+ * client that announces a large frame and sends little of it makes the
+ * process touch only the pages it sent.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *bytes;     /* the payload; NULL once taken */
+    Py_ssize_t exports;  /* buffers exported and not released yet */
+} Payload;
+
+static PyTypeObject PayloadType;
+
+static PyObject *
+payload_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t length;
+    Payload *self;
+
+    if (!PyArg_ParseTuple(args, "n:Payload", &length)) {
+        return NULL;
+    }
+    if (length < 0) {
+        PyErr_SetString(PyExc_ValueError, "length must not be negative");
+        return NULL;
+    }
+    self = (Payload *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->exports = 0;
+    self->bytes = PyBytes_FromStringAndSize(NULL, length);
+    if (self->bytes == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+payload_dealloc(Payload *self)
+{
+    Py_XDECREF(self->bytes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+payload_getbuffer(Payload *self, Py_buffer *view, int flags)
+{
+    if (self->bytes == NULL) {
+        PyErr_SetString(PyExc_BufferError, "the payload was taken");
+        view->obj = NULL;
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, PyBytes_AS_STRING(self->bytes), PyBytes_GET_SIZE(self->bytes), 0,
+                          flags) < 0) {
+        return -1;
+    }
+    self->exports++;
+    return 0;
+}
+
+static void
+payload_releasebuffer(Payload *self, Py_buffer *view)
+{
+    self->exports--;
+}
+
+static int
+payload_range(Payload *self, Py_ssize_t start, Py_ssize_t stop)
+{
+    if (self->bytes == NULL) {
+        PyErr_SetString(PyExc_BufferError, "the payload was taken");
+        return -1;
+    }
+    if (start < 0 || stop < start || stop > PyBytes_GET_SIZE(self->bytes)) {
+        PyErr_SetString(PyExc_ValueError, "range out of the payload");
+        return -1;
+    }
+    return 0;
+}
+
+/* unmask_into() for a Payload target: it does not grow. */
+static PyObject *
+payload_write(Payload *self, PyObject *position_object, PyObject *data_object, PyObject *mask_object)
+{
+    Py_buffer data, mask;
+    Py_ssize_t position;
+    PyObject *result = NULL;
+
+    position = PyLong_AsSsize_t(position_object);
+    if (position == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(data_object, &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(mask_object, &mask, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (mask.len != 4) {
+        PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+        goto done;
+    }
+    if (payload_range(self, position, position + data.len) < 0) {
+        goto done;
+    }
+    xor_mask((unsigned char *)PyBytes_AS_STRING(self->bytes) + position, (const unsigned char *)data.buf, data.len,
+             (const unsigned char *)mask.buf, position);
+    result = Py_NewRef(Py_None);
+
+done:
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyObject *
+payload_unmask(Payload *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t start, stop;
+    Py_buffer mask;
+    PyObject *result = NULL;
+    unsigned char *bytes;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "unmask() takes exactly 3 arguments (start, stop, mask)");
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[0]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    stop = PyLong_AsSsize_t(args[1]);
+    if (stop == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &mask, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (mask.len != 4) {
+        PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+        goto done;
+    }
+    if (payload_range(self, start, stop) < 0) {
+        goto done;
+    }
+    bytes = (unsigned char *)PyBytes_AS_STRING(self->bytes);
+    xor_mask(bytes + start, bytes + start, stop - start, (const unsigned char *)mask.buf, start);
+    result = Py_NewRef(Py_None);
+
+done:
+    PyBuffer_Release(&mask);
+    return result;
+}
+
+static PyObject *
+payload_take(Payload *self, PyObject *unused)
+{
+    PyObject *bytes = self->bytes;
+
+    if (bytes == NULL) {
+        PyErr_SetString(PyExc_BufferError, "the payload was taken");
+        return NULL;
+    }
+    if (self->exports > 0) {
+        PyErr_SetString(PyExc_BufferError, "the payload's buffer is still in use");
+        return NULL;
+    }
+    self->bytes = NULL;
+    return bytes;
+}
+
+static PyBufferProcs payload_as_buffer = {
+    .bf_getbuffer = (getbufferproc)payload_getbuffer,
+    .bf_releasebuffer = (releasebufferproc)payload_releasebuffer,
+};
+
+static PyMethodDef payload_methods[] = {
+    {"unmask", (PyCFunction)(void (*)(void))payload_unmask, METH_FASTCALL,
+     "unmask(start, stop, mask) -> None\n\nUnmask payload[start:stop] in place (start is its offset in the payload)."},
+    {"take", (PyCFunction)payload_take, METH_NOARGS,
+     "take() -> bytes\n\nHand the payload over; the Payload is empty afterwards."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PayloadType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "duck_ws_sync.protocol._speedups.Payload",
+    .tp_basicsize = sizeof(Payload),
+    .tp_dealloc = (destructor)payload_dealloc,
+    .tp_as_buffer = &payload_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Payload(length): a frame's payload, received and unmasked in place, handed over as bytes",
+    .tp_methods = payload_methods,
+    .tp_new = payload_new,
+};
+
+/*
  * unmask_into(target, position, data, mask) -> None: write ``data`` unmasked
  * into the bytearray ``target`` at ``position``, where ``position`` is the
  * offset of ``data`` in its frame's payload (it sets the phase of the mask).
@@ -101,8 +307,11 @@ unmask_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     target = args[0];
+    if (Py_IS_TYPE(target, &PayloadType)) {
+        return payload_write((Payload *)target, args[1], args[2], args[3]);
+    }
     if (!PyByteArray_CheckExact(target)) {
-        PyErr_SetString(PyExc_TypeError, "unmask_into() target must be a bytearray");
+        PyErr_SetString(PyExc_TypeError, "unmask_into() target must be a bytearray or a Payload");
         return NULL;
     }
     position = PyLong_AsSsize_t(args[1]);
@@ -561,14 +770,15 @@ PyInit__speedups(void)
 {
     PyObject *module;
 
-    if (PyType_Ready(&SwitchTracerType) < 0) {
+    if (PyType_Ready(&SwitchTracerType) < 0 || PyType_Ready(&PayloadType) < 0) {
         return NULL;
     }
     module = PyModule_Create(&speedups_module);
     if (module == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(module, "SwitchTracer", (PyObject *)&SwitchTracerType) < 0) {
+    if (PyModule_AddObjectRef(module, "SwitchTracer", (PyObject *)&SwitchTracerType) < 0 ||
+        PyModule_AddObjectRef(module, "Payload", (PyObject *)&PayloadType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

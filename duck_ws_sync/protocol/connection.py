@@ -48,6 +48,10 @@ _JOIN_LIMIT = 4096
 _native_parse_messages = getattr(speedups, "parse_messages", None)
 
 MiB = 1024 * 1024
+# The least of a frame's payload still to come for which ``receive_buffer``
+# offers to read it in place; below, one read into a buffer of the caller's
+# may hold the following frames too.
+DIRECT_READ = 64 * 1024
 
 
 def _detached(error: ProtocolError) -> ProtocolError:
@@ -202,6 +206,31 @@ class ServerConnection:
             consumed = self._parse(data)
             if consumed < len(data) and self._reading:
                 buffer += memoryview(data)[consumed:]
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where the rest of a large frame can be read straight into, with no copy; None otherwise.
+
+        There is one while more than ``DIRECT_READ`` bytes of a frame's
+        payload are still to come (and the native extension is there). Read
+        into it, release it, then call ``received_into`` with the count; an
+        end of stream is still ``receive_eof``.
+        """
+        partial = self._partial
+        if partial is None or not self._reading or partial.header.length - partial.filled < DIRECT_READ:
+            return None
+        return partial.receive_buffer()
+
+    def received_into(self, size: int) -> None:
+        """Tell the connection that ``size`` bytes were read into the view ``receive_buffer`` returned."""
+        partial = self._partial
+        if partial is None or not self._reading:
+            raise LocalProtocolError("no frame is being received into a buffer")
+        try:
+            partial.received(size)
+            if partial.complete:
+                self._end_partial(partial)
+        except ProtocolError as exc:
+            self._protocol_failure(exc)
 
     def receive_eof(self) -> None:
         """Tell the connection that the client closed TCP (or it was lost)."""
@@ -369,16 +398,18 @@ class ServerConnection:
         assert partial is not None
         used = partial.fill(data)
         if partial.complete:
-            self._partial = None
-            self.frames_received += 1
-            header = partial.header
-            try:
-                self._end_frame(
-                    header.fin, header.opcode, header.rsv1, bytes(partial.payload), checked=partial.text is not None
-                )
-            except PayloadTooBig as exc:
-                self._close_for(exc)
+            self._end_partial(partial)
         return used
+
+    def _end_partial(self, partial: PartialFrame) -> None:
+        """The frame being collected is whole."""
+        self._partial = None
+        self.frames_received += 1
+        header = partial.header
+        try:
+            self._end_frame(header.fin, header.opcode, header.rsv1, partial.take(), checked=partial.text is not None)
+        except PayloadTooBig as exc:
+            self._close_for(exc)
 
     def _receive_control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == OpCode.CLOSE:

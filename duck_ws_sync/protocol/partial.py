@@ -11,14 +11,20 @@ idle connection holds neither.
 from __future__ import annotations
 
 import codecs
+from typing import Any
 
 from ..exceptions import InvalidPayloadData
 from .frames import FrameHeader
 from .mask import unmask_into
+from .native import speedups
 
 __all__ = ["PartialFrame", "TextCheck"]
 
 _new_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# The payload received in place (None without the native extension: a
+# bytearray collects it, and it is copied out).
+_NativePayload = getattr(speedups, "Payload", None)
 
 
 def _is_surrogate_prefix(pending: bytes) -> bool:
@@ -64,7 +70,9 @@ class PartialFrame:
 
     Attributes:
         header: The frame's header.
-        payload: The payload so far, unmasked.
+        payload: The payload so far, unmasked: the native extension's
+            ``Payload``, made at the frame's full length and filled in place,
+            or a bytearray that grows.
         filled: How many payload bytes have come.
         text: The message's UTF-8 check, fed as the payload comes; None for
             binary or compressed frames (compressed text is checked once
@@ -75,7 +83,7 @@ class PartialFrame:
 
     def __init__(self, header: FrameHeader, text: TextCheck | None) -> None:
         self.header = header
-        self.payload = bytearray()
+        self.payload: Any = bytearray() if _NativePayload is None else _NativePayload(header.length)
         self.filled = 0
         self.text = text
 
@@ -95,5 +103,38 @@ class PartialFrame:
         unmask_into(payload, filled, data if used == len(data) else memoryview(data)[:used], header.mask)
         self.filled = filled + used
         if self.text is not None:
-            self.text.feed(payload[filled : filled + used], final=self.complete and header.fin)
+            self._check(filled, filled + used)
         return used
+
+    def receive_buffer(self) -> memoryview | None:
+        """The rest of the payload, writable, to read straight into; None without the native extension."""
+        if type(self.payload) is bytearray:
+            return None
+        return memoryview(self.payload)[self.filled : self.header.length]
+
+    def received(self, size: int) -> None:
+        """``size`` bytes were read into ``receive_buffer()`` (released since): unmask them in place.
+
+        Raises:
+            InvalidPayloadData: If the text is not valid UTF-8.
+        """
+        header, start = self.header, self.filled
+        assert header.mask is not None
+        stop = start + size
+        if not 0 <= size <= header.length - start:
+            raise ValueError(f"{size} bytes cannot have been read into a buffer of {header.length - start}")
+        self.payload.unmask(start, stop, header.mask)
+        self.filled = stop
+        if self.text is not None:
+            self._check(start, stop)
+
+    def take(self) -> bytes:
+        """The whole payload (``complete``), as bytes."""
+        payload = self.payload
+        return bytes(payload) if type(payload) is bytearray else payload.take()
+
+    def _check(self, start: int, stop: int) -> None:
+        assert self.text is not None
+        with memoryview(self.payload) as view:
+            piece = bytes(view[start:stop])
+        self.text.feed(piece, final=self.complete and self.header.fin)
