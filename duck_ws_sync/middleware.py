@@ -27,7 +27,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from .protocol import InvalidHandshake, Response
+from .protocol import InvalidHandshake, Response, ServerHandshake
 from .request import WebSocketRequest, wsgi_to_text
 from .urls import URLPattern, resolve
 
@@ -47,12 +47,26 @@ class WebSocketMiddleware:
     Args:
         app: The WSGI application for everything else; None answers 404.
         urlpatterns: ``path`` and ``re_path`` routes to ``WebSocketView``
-            subclasses.
+            subclasses. Duck's own ``duck.urls`` patterns are taken as they
+            are: those whose view is one of ours are served here, the others
+            are left to ``app``.
     """
 
-    def __init__(self, app: WSGIApp | None, urlpatterns: Sequence[URLPattern]) -> None:
+    def __init__(self, app: WSGIApp | None, urlpatterns: Sequence[URLPattern | Mapping[str, Any]]) -> None:
         self.app = app
-        self.urlpatterns = list(urlpatterns)
+        self.urlpatterns = [route for route in map(_websocket_route, urlpatterns) if route is not None]
+
+    def prepare(self, view_class: Any, request: WebSocketRequest) -> tuple[Any, ServerHandshake] | Response:
+        """Before the handshake: the request the view gets, and the handshake's policy; or a refusal.
+
+        By default the view gets ``request`` and the policy is the view's
+        own (``view_class.handshake()``). An integration with a framework
+        overrides this to give the view the framework's request, to run the
+        framework's own checks first (a ``Response`` refuses the upgrade
+        with it), or to widen the origins the view allows from the
+        framework's settings (``duck_ws_sync.duck``).
+        """
+        return request, view_class.handshake()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         found = resolve(self.urlpatterns, wsgi_to_text(environ.get("PATH_INFO", "")))
@@ -60,7 +74,7 @@ class WebSocketMiddleware:
             if self.app is None:
                 return _respond(start_response, InvalidHandshake(404, "Not Found").response())
             return self.app(environ, start_response)
-        upgraded = _upgrade(environ, start_response, *found)
+        upgraded = self._upgrade(environ, start_response, *found)
         if not isinstance(upgraded, _Upgraded):
             return upgraded
         from . import sessions  # noqa: PLC0415 (the view layer has gevent loaded already)
@@ -73,6 +87,48 @@ class WebSocketMiddleware:
             sessions.serve(view, taken.socket, taken.initial_data, close_on_sigterm=taken.gunicorn)
         return _end_call(taken, environ)
 
+    def _upgrade(
+        self, environ: dict[str, Any], start_response: StartResponse, pattern: URLPattern, kwargs: dict[str, Any]
+    ) -> _Upgraded | Iterable[bytes]:
+        """Check the upgrade, take the socket over and write the 101; or answer why not."""
+        view_class = pattern.handler
+        request = WebSocketRequest(environ)
+        if pattern.methods is not None and request.method not in pattern.methods:
+            allow = [("Allow", ", ".join(pattern.methods))]
+            error = InvalidHandshake(405, f"Method {request.method} not allowed", allow)
+            return _respond(start_response, error.response())
+        prepared = self.prepare(view_class, request)
+        if isinstance(prepared, Response):
+            return _respond(start_response, prepared)
+        view_request, policy = prepared
+        handshake = policy.accept(request.to_handshake_request())
+        if not handshake.accepted:
+            return _respond(start_response, handshake.response)
+
+        taken = _take_socket(environ)
+        if taken is None:
+            logger.error(
+                "cannot take over the connection's socket from %s: WebSockets need %s",
+                environ.get("SERVER_SOFTWARE", "this server"),
+                SUPPORTED_SERVERS,
+            )
+            error = InvalidHandshake(500, f"This server cannot serve WebSockets; use {SUPPORTED_SERVERS}")
+            return _respond(start_response, error.response())
+        sock = taken.socket
+        try:
+            sock.sendall(handshake.response.serialize())
+        except OSError as exc:
+            logger.debug("client left during the handshake: %s", exc)
+            sock.close()
+            return _end_call(taken, environ)
+        with contextlib.suppress(OSError):  # not TCP: a Unix socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        view = view_class(view_request, **kwargs)
+        view.initiated_upgrade = True
+        view.extensions = handshake.extensions
+        view.subprotocol = handshake.subprotocol
+        return _Upgraded(view, taken)
+
 
 class _Upgraded:
     """A connection upgraded: its view (the 101 written) and the socket taken over."""
@@ -84,43 +140,19 @@ class _Upgraded:
         self.taken = taken
 
 
-def _upgrade(
-    environ: dict[str, Any], start_response: StartResponse, pattern: URLPattern, kwargs: dict[str, Any]
-) -> _Upgraded | Iterable[bytes]:
-    """Check the upgrade, take the socket over and write the 101; or answer why not."""
-    view_class = pattern.handler
-    request = WebSocketRequest(environ)
-    if pattern.methods is not None and request.method not in pattern.methods:
-        allow = [("Allow", ", ".join(pattern.methods))]
-        error = InvalidHandshake(405, f"Method {request.method} not allowed", allow)
-        return _respond(start_response, error.response())
-    handshake = view_class.handshake().accept(request.to_handshake_request())
-    if not handshake.accepted:
-        return _respond(start_response, handshake.response)
+def _websocket_route(pattern: URLPattern | Mapping[str, Any]) -> URLPattern | None:
+    """Our route for ``pattern``: as it is, or made from Duck's (a dict); None for Duck's routes to other views."""
+    if isinstance(pattern, URLPattern):
+        return pattern
+    if not isinstance(pattern, Mapping) or "url" not in pattern or "handler" not in pattern:
+        raise TypeError(f"not a URL pattern: {pattern!r} (use duck_ws_sync.path or duck.urls.path)")
+    from .views import WebSocketView  # noqa: PLC0415 (only Duck's patterns need the view layer here)
 
-    taken = _take_socket(environ)
-    if taken is None:
-        logger.error(
-            "cannot take over the connection's socket from %s: WebSockets need %s",
-            environ.get("SERVER_SOFTWARE", "this server"),
-            SUPPORTED_SERVERS,
-        )
-        error = InvalidHandshake(500, f"This server cannot serve WebSockets; use {SUPPORTED_SERVERS}")
-        return _respond(start_response, error.response())
-    sock = taken.socket
-    try:
-        sock.sendall(handshake.response.serialize())
-    except OSError as exc:
-        logger.debug("client left during the handshake: %s", exc)
-        sock.close()
-        return _end_call(taken, environ)
-    with contextlib.suppress(OSError):  # not TCP: a Unix socket
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    view = view_class(request, **kwargs)
-    view.initiated_upgrade = True
-    view.extensions = handshake.extensions
-    view.subprotocol = handshake.subprotocol
-    return _Upgraded(view, taken)
+    handler = pattern["handler"]
+    if not (isinstance(handler, type) and issubclass(handler, WebSocketView)):
+        return None  # an HTTP view, or Duck's own WebSocket view: the wrapped application serves it
+    methods = pattern.get("methods")
+    return URLPattern(pattern["url"], handler, pattern.get("name"), methods or None, bool(pattern.get("regex")))
 
 
 def _respond(start_response: StartResponse, response: Response) -> list[bytes]:

@@ -1,12 +1,12 @@
 #!/bin/sh
 # What the test suite needs beyond Python's standard library: this package
-# with its test extra, Node.js with the npm packages of the interoperability
+# with its test and duck extras, Node.js with the npm packages of the interoperability
 # suite (ws, playwright-core), and Debian's Chromium. Missing Debian packages
 # are installed with apt-get, which needs root.
 set -eu
 cd "$(dirname "$0")/.."
 
-python3 -m pip install -q -e '.[test]'
+python3 -m pip install -q -e '.[test,duck]'
 
 missing=""
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
