@@ -11,3 +11,5 @@ SECRET_KEY = DUCK_SETTINGS["SECRET_KEY"]
 DEBUG = False
 INSTALLED_APPS: list[str] = []
 USE_TZ = True
+# Django sets the process's TZ from this (its own default is America/Chicago).
+TIME_ZONE = "UTC"
