@@ -53,6 +53,10 @@ def duck_request(environ: Mapping[str, Any], read_body: bool = True) -> Any:
     body = environ["wsgi.input"].read(length) if length else b""
     client = (environ.get("REMOTE_ADDR", ""), int(environ.get("REMOTE_PORT") or 0))
     request = SettingsLoaded.REQUEST_CLASS(client_socket=None, client_address=client)
+    # META's REMOTE_ADDR comes from this private field, which Duck's own
+    # server fills from its socket's getsockname() (its own address); the
+    # client's is the one the WSGI server saw.
+    request._Request__remote_addr = client
     request.parse(RequestData(headers, body))
     return request
 

@@ -9,6 +9,8 @@ The states and the moves between them are in ``states.py``.
 
 A frame whose payload has not all arrived is collected as it comes, and the
 text of a message is checked for UTF-8 piece by piece (``partial.py``).
+What is sent is framed by ``FrameWriter`` (``writer.py``), which this class
+extends with the closing handshake.
 """
 
 from __future__ import annotations
@@ -19,29 +21,25 @@ from ..exceptions import InvalidPayloadData, LocalProtocolError, PayloadTooBig, 
 from .events import Close, Event, Message, Ping, Pong
 from .extensions import Extension
 from .frames import (
-    MAX_CONTROL_PAYLOAD,
     Frame,
     FrameHeader,
     check_frame_size,
     parse_close,
     parse_header,
     serialize_close,
-    serialize_header,
 )
 from .mask import apply_mask
 from .native import speedups
 from .opcodes import OpCode, is_sendable_close_code
 from .partial import PartialFrame, TextCheck
 from .states import CLOSED, CLOSING, OPEN, TRANSITIONS, Side, State
+from .writer import FrameWriter
 
 __all__ = ["ServerConnection", "Side", "State"]
 
 
 # Opcodes of data frames that start a message, indexed by value.
 _MESSAGE_OPCODES = {OpCode.TEXT.value: OpCode.TEXT, OpCode.BINARY.value: OpCode.BINARY}
-# Frames up to this size are written as one bytes object with their header;
-# larger payloads are handed over separately, not copied.
-_JOIN_LIMIT = 4096
 
 # Parses the frames that are whole messages by themselves, and Pongs, at C
 # speed (None without the extension); ``_parse`` takes over at any other frame.
@@ -65,7 +63,7 @@ def _detached(error: ProtocolError) -> ProtocolError:
     return error
 
 
-class ServerConnection:
+class ServerConnection(FrameWriter):
     """A server's WebSocket connection after a successful opening handshake.
 
     Args:
@@ -101,7 +99,6 @@ class ServerConnection:
         "_message_compressed",
         "_message_opcode",
         "_message_size",
-        "_output",
         "_partial",
         "_reading",
         "_rsv1_allowed",
@@ -114,7 +111,6 @@ class ServerConnection:
         "close_sent",
         "extensions",
         "frames_received",
-        "frames_sent",
         "max_frame_size",
         "max_message_size",
         "protocol_error",
@@ -453,89 +449,7 @@ class ServerConnection:
         if self.state is OPEN:
             self.send_close(error.close_code, str(error))
 
-    # Writing.
-
-    def send_text(self, data: str | bytes, fragment_size: int | None = None) -> None:
-        """Send a text message.
-
-        Args:
-            data: The text; bytes must already be valid UTF-8.
-            fragment_size: Split the message into frames of at most this many
-                bytes (after compression); None sends one frame.
-
-        Raises:
-            LocalProtocolError: If the connection is not OPEN, or bytes are not
-                valid UTF-8.
-        """
-        if isinstance(data, str):
-            payload = data.encode("utf-8")
-        else:
-            payload = data
-            if not payload.isascii():
-                try:
-                    payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise LocalProtocolError("text messages must be valid UTF-8") from None
-        length = len(payload)
-        fits = fragment_size is None or fragment_size >= max(length, 1)
-        if length < 126 and fits and self.state is OPEN and not self.extensions:
-            # A chat's message: one final frame with a two-byte header (§5.2).
-            self.frames_sent += 1
-            self._output.append(bytes((0x81, length)) + payload)
-            return
-        self.send_message(OpCode.TEXT, payload, fragment_size)
-
-    def send_binary(self, data: bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
-        """Send a binary message (see ``send_text`` for the arguments)."""
-        self.send_message(OpCode.BINARY, data, fragment_size)
-
-    def send_message(
-        self, opcode: OpCode, payload: bytes | bytearray | memoryview, fragment_size: int | None = None
-    ) -> None:
-        """Send a text or binary message, compressed if an extension was agreed.
-
-        Raises:
-            LocalProtocolError: If the connection is not OPEN (after a Close,
-                no data frame may be sent, RFC 6455 §5.5.1).
-            ValueError: If ``fragment_size`` is not positive.
-        """
-        if self.state is not OPEN:
-            self._check_open("send a data message")
-        if fragment_size is not None and fragment_size < 1:
-            raise ValueError("fragment_size must be positive")
-        if not isinstance(payload, bytes):
-            # The message is what the buffer holds now, whatever the caller
-            # does with its buffer before the bytes are written.
-            payload = bytes(payload)
-        rsv1 = False
-        if self.extensions:
-            frame = Frame(opcode, True, payload)
-            for extension in self.extensions:
-                frame = extension.encode(frame)
-            payload, rsv1 = frame.payload, frame.rsv1
-        length = len(payload)
-        if fragment_size is None or length <= fragment_size:
-            self._write(opcode, payload, True, rsv1)
-            return
-        # RFC 7692 §6.1: only the first frame of a compressed message has RSV1.
-        view = memoryview(payload)
-        for start in range(0, length, fragment_size):
-            stop = start + fragment_size
-            first = start == 0
-            self._write(opcode if first else OpCode.CONTINUATION, view[start:stop], stop >= length, rsv1 and first)
-
-    def send_ping(self, payload: bytes = b"") -> None:
-        """Send a Ping frame.
-
-        Raises:
-            LocalProtocolError: If the connection is not OPEN or the payload is
-                over 125 bytes.
-        """
-        self._send_control(OpCode.PING, payload)
-
-    def send_pong(self, payload: bytes = b"") -> None:
-        """Send an unsolicited Pong frame (a heartbeat that expects no answer)."""
-        self._send_control(OpCode.PONG, payload)
+    # Writing: the messages and control frames are FrameWriter's.
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> None:
         """Start the closing handshake (RFC 6455 §7.1.2), or answer the client's Close.
@@ -581,44 +495,7 @@ class ServerConnection:
             self._write(OpCode.CLOSE, serialize_close(code, reason))
         self._transition("fail")
 
-    @property
-    def has_data_to_send(self) -> bool:
-        """True when ``data_to_send`` would return something."""
-        return bool(self._output)
-
-    def data_to_send(self) -> list[bytes | memoryview]:
-        """Return the bytes to write, in order, since the last call."""
-        output = self._output  # kept, as ``_events`` is
-        chunks = output.copy()
-        output.clear()
-        return chunks
-
-    def _send_control(self, opcode: OpCode, payload: bytes) -> None:
-        self._check_open(f"send a {opcode.name.lower()}")
-        if len(payload) > MAX_CONTROL_PAYLOAD:
-            raise LocalProtocolError("control frame payloads are limited to 125 bytes")
-        self._write(opcode, payload)
-
-    def _write(self, opcode: int, payload: bytes | memoryview, fin: bool = True, rsv1: bool = False) -> None:
-        # ``payload`` is immutable: bytes, or a view of bytes.
-        self.frames_sent += 1
-        length = len(payload)
-        if length < 126 and fin and not rsv1:
-            # The most common frame: final, small, a two-byte header (§5.2).
-            self._output.append(bytes((0x80 | opcode, length)) + payload)
-            return
-        header = serialize_header(opcode, length, fin, rsv1)
-        if length <= _JOIN_LIMIT:
-            self._output.append(header + payload)
-        else:
-            self._output.append(header)
-            self._output.append(payload)
-
     # State.
-
-    def _check_open(self, action: str) -> None:
-        if self.state is not OPEN:
-            raise LocalProtocolError(f"cannot {action}: the connection is {self.state.name}")
 
     def _transition(self, happened: str) -> None:
         try:

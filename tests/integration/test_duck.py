@@ -79,6 +79,10 @@ def test_the_view_gets_ducks_request_with_the_upgrades_headers_and_query(project
     assert info["path"] == "/ws/request/lobby"
     assert info["query"] == {"token": "abc", "page": "2"}
     assert info["user_agent"] == "duck-test/1.0"
+    # Duck's META keeps the header's dashes: HTTP_USER-AGENT.
+    meta = {"QUERY_STRING": "token=abc&page=2", "REMOTE_ADDR": "127.0.0.1", "HTTP_USER-AGENT": "duck-test/1.0"}
+    assert info["meta"] == meta
+    assert info["cookies"] == {}
     assert info["kwargs"] == {"room": "lobby"}
     assert info["session_name"] is None  # no session cookie was sent
 
@@ -89,9 +93,12 @@ def test_the_view_gets_the_session_of_the_cookie_duck_set(project: Server) -> No
         cookie = response.headers["Set-Cookie"].split(";", 1)[0]
     client = connect(project, "/ws/request/lobby", cookie=cookie)
     try:
-        assert json.loads(client.recv())["session_name"] == "Ada"
+        info = json.loads(client.recv())
     finally:
         client.close()
+    assert info["session_name"] == "Ada"
+    name, value = cookie.split("=", 1)
+    assert info["cookies"] == {name: value}
 
 
 def test_a_cross_site_origin_is_refused_and_the_sites_own_accepted(project: Server) -> None:

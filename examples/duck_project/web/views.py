@@ -65,6 +65,8 @@ class RequestInfo(WebSocketView):
                 "path": request.path,
                 "query": {name: request.GET.get(name) for name in request.GET},
                 "user_agent": request.get_header("user-agent"),
+                "meta": {name: request.META.get(name) for name in ("QUERY_STRING", "REMOTE_ADDR", "HTTP_USER-AGENT")},
+                "cookies": dict(request.COOKIES),
                 "kwargs": self.kwargs,
                 # The session Duck's session middleware found from the cookie.
                 "session_name": request.SESSION.get("name"),

@@ -1,0 +1,160 @@
+"""The writing half of a connection: messages and control frames into the bytes to send.
+
+``FrameWriter`` frames what a ``ServerConnection`` sends (RFC 6455 §5.2):
+text and binary messages, compressed when an extension was agreed and split
+into fragments on request, Pings and Pongs. The closing handshake's frames
+(``send_close``, ``fail``) are the connection's, which moves between states
+as it writes them. Nothing here does I/O: ``data_to_send`` hands the bytes
+over.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..exceptions import LocalProtocolError
+from .frames import MAX_CONTROL_PAYLOAD, Frame, serialize_header
+from .opcodes import OpCode
+from .states import OPEN
+
+if TYPE_CHECKING:
+    from .extensions import Extension
+    from .states import State
+
+__all__ = ["FrameWriter"]
+
+# Frames up to this size are written as one bytes object with their header;
+# larger payloads are handed over separately, not copied.
+_JOIN_LIMIT = 4096
+
+
+class FrameWriter:
+    """Frames what a connection sends; ``ServerConnection`` extends it with its state."""
+
+    __slots__ = ("_output", "frames_sent")
+
+    _output: list[bytes | memoryview]  # the bytes to send, in order
+    frames_sent: int
+
+    if TYPE_CHECKING:  # what the connection provides
+        state: State
+        extensions: list[Extension]
+
+    def send_text(self, data: str | bytes, fragment_size: int | None = None) -> None:
+        """Send a text message.
+
+        Args:
+            data: The text; bytes must already be valid UTF-8.
+            fragment_size: Split the message into frames of at most this many
+                bytes (after compression); None sends one frame.
+
+        Raises:
+            LocalProtocolError: If the connection is not OPEN, or bytes are not
+                valid UTF-8.
+        """
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+        else:
+            payload = data
+            if not payload.isascii():
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise LocalProtocolError("text messages must be valid UTF-8") from None
+        length = len(payload)
+        fits = fragment_size is None or fragment_size >= max(length, 1)
+        if length < 126 and fits and self.state is OPEN and not self.extensions:
+            # A chat's message: one final frame with a two-byte header (§5.2).
+            self.frames_sent += 1
+            self._output.append(bytes((0x81, length)) + payload)
+            return
+        self.send_message(OpCode.TEXT, payload, fragment_size)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
+        """Send a binary message (see ``send_text`` for the arguments)."""
+        self.send_message(OpCode.BINARY, data, fragment_size)
+
+    def send_message(
+        self, opcode: OpCode, payload: bytes | bytearray | memoryview, fragment_size: int | None = None
+    ) -> None:
+        """Send a text or binary message, compressed if an extension was agreed.
+
+        Raises:
+            LocalProtocolError: If the connection is not OPEN (after a Close,
+                no data frame may be sent, RFC 6455 §5.5.1).
+            ValueError: If ``fragment_size`` is not positive.
+        """
+        if self.state is not OPEN:
+            self._check_open("send a data message")
+        if fragment_size is not None and fragment_size < 1:
+            raise ValueError("fragment_size must be positive")
+        if not isinstance(payload, bytes):
+            # The message is what the buffer holds now, whatever the caller
+            # does with its buffer before the bytes are written.
+            payload = bytes(payload)
+        rsv1 = False
+        if self.extensions:
+            frame = Frame(opcode, True, payload)
+            for extension in self.extensions:
+                frame = extension.encode(frame)
+            payload, rsv1 = frame.payload, frame.rsv1
+        length = len(payload)
+        if fragment_size is None or length <= fragment_size:
+            self._write(opcode, payload, True, rsv1)
+            return
+        # RFC 7692 §6.1: only the first frame of a compressed message has RSV1.
+        view = memoryview(payload)
+        for start in range(0, length, fragment_size):
+            stop = start + fragment_size
+            first = start == 0
+            self._write(opcode if first else OpCode.CONTINUATION, view[start:stop], stop >= length, rsv1 and first)
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Send a Ping frame.
+
+        Raises:
+            LocalProtocolError: If the connection is not OPEN or the payload is
+                over 125 bytes.
+        """
+        self._send_control(OpCode.PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> None:
+        """Send an unsolicited Pong frame (a heartbeat that expects no answer)."""
+        self._send_control(OpCode.PONG, payload)
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """True when ``data_to_send`` would return something."""
+        return bool(self._output)
+
+    def data_to_send(self) -> list[bytes | memoryview]:
+        """Return the bytes to write, in order, since the last call."""
+        output = self._output  # kept, as ``_events`` is
+        chunks = output.copy()
+        output.clear()
+        return chunks
+
+    def _send_control(self, opcode: OpCode, payload: bytes) -> None:
+        self._check_open(f"send a {opcode.name.lower()}")
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError("control frame payloads are limited to 125 bytes")
+        self._write(opcode, payload)
+
+    def _write(self, opcode: int, payload: bytes | memoryview, fin: bool = True, rsv1: bool = False) -> None:
+        # ``payload`` is immutable: bytes, or a view of bytes.
+        self.frames_sent += 1
+        length = len(payload)
+        if length < 126 and fin and not rsv1:
+            # The most common frame: final, small, a two-byte header (§5.2).
+            self._output.append(bytes((0x80 | opcode, length)) + payload)
+            return
+        header = serialize_header(opcode, length, fin, rsv1)
+        if length <= _JOIN_LIMIT:
+            self._output.append(header + payload)
+        else:
+            self._output.append(header)
+            self._output.append(payload)
+
+    def _check_open(self, action: str) -> None:
+        if self.state is not OPEN:
+            raise LocalProtocolError(f"cannot {action}: the connection is {self.state.name}")
