@@ -30,7 +30,7 @@ import gevent
 
 from .exceptions import LocalProtocolError
 from .protocol import State
-from .timers import TICK, deadlines
+from .timers import deadlines
 
 if TYPE_CHECKING:
     import gevent.lock
@@ -212,14 +212,7 @@ class Heartbeat:
         else:
             receive_timeout = self._limits.receive_timeout
             wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
-        timer = self._timer
-        if timer is not None:
-            if wake_at != math.inf and math.ceil(wake_at / TICK) == timer:
-                return
-            self._deadlines.remove(self, timer)
-            self._timer = None
-        if wake_at != math.inf:
-            self._timer = self._deadlines.add(self, wake_at)
+        self._timer = self._deadlines.move(self, self._timer, wake_at)
 
     def _on_timer(self) -> None:
         """A deadline passed (in the hub: nothing here may block; sends that could go to a greenlet)."""

@@ -67,6 +67,15 @@ class Deadlines:
         members[owner] = None
         return slot
 
+    def move(self, owner: Timed, slot: int | None, at: float) -> int | None:
+        """Move ``owner``'s deadline from ``slot`` (None: none) to ``at`` (``inf``: none); return its new slot."""
+        new = None if at == math.inf else math.ceil(at / TICK)
+        if new == slot:
+            return slot
+        if slot is not None:
+            self.remove(owner, slot)
+        return None if new is None else self.add(owner, at)
+
     def remove(self, owner: Timed, slot: int) -> None:
         """Cancel ``owner``'s deadline in ``slot``."""
         members = self._slots.get(slot)

@@ -351,14 +351,10 @@ class Transport(Heartbeat):
         finally:
             if target is not None:
                 target.release()
-        if target is None or not size:
-            self._receive(self._buffer[:size] if size else None, direct=True)
-            return True
-        frames_sent, frames = connection.frames_sent, connection.frames_received
-        connection.received_into(size)
-        if connection.frames_received != frames:
-            self.last_frame_at = time.monotonic()
-        self._act_on(connection.events_received(), connection.frames_sent != frames_sent, direct=True)
+        if not size:
+            self._receive(None, direct=True)
+        else:
+            self._receive(self._buffer[:size] if target is None else size, direct=True)
         return True
 
     def _read_standby(self) -> None:
@@ -404,8 +400,10 @@ class Transport(Heartbeat):
             if not readable:
                 return None
 
-    def _receive(self, data: memoryview | bytes | None, direct: bool) -> None:
+    def _receive(self, data: memoryview | bytes | int | None, direct: bool) -> None:
         """Feed one read to the core (None: end of stream) and act on the events.
+
+        An int is the count of bytes read into ``connection.receive_buffer()``.
 
         ``direct``: the loop's greenlet reads, between two iterations, and
         may hand messages straight to the session (``Inbox.deliver``).
@@ -419,11 +417,14 @@ class Transport(Heartbeat):
         self._feed(data)
         self._act_on(connection.events_received(), connection.frames_sent != frames_sent, direct)
 
-    def _feed(self, data: memoryview | bytes) -> None:
-        """Give one read to the core."""
+    def _feed(self, data: memoryview | bytes | int) -> None:
+        """Give one read to the core (an int: that many bytes read into its ``receive_buffer()``)."""
         connection = self.connection
         frames = connection.frames_received
-        connection.receive_data(data)
+        if isinstance(data, int):
+            connection.received_into(data)
+        else:
+            connection.receive_data(data)
         if connection.frames_received != frames:
             self.last_frame_at = time.monotonic()
 

@@ -20,8 +20,16 @@ __all__ = ["duck_request", "serve_http"]
 
 # PEP 3333 leaves these to the server; Duck's finalizer always sets Connection.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers", "upgrade"}
-    | {"transfer-encoding"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
 
 

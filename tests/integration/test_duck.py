@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 import websocket
@@ -56,25 +57,20 @@ def test_http_views_answer_through_duck(project: Server) -> None:
 
 
 def test_two_chat_clients_see_each_others_messages(project: Server) -> None:
-    first, second = connect(project, "/ws/chat"), connect(project, "/ws/chat")
-    try:
+    with closing(connect(project, "/ws/chat")) as first, closing(connect(project, "/ws/chat")) as second:
         assert first.recv() == "👋 Welcome to the chat!"
         assert second.recv() == "👋 Welcome to the chat!"
         first.send("hello from the first")
         assert second.recv() == "User: hello from the first"
         second.send("hello from the second")
         assert first.recv() == "User: hello from the second"
-    finally:
-        first.close()
-        second.close()
 
 
 def test_the_view_gets_ducks_request_with_the_upgrades_headers_and_query(project: Server) -> None:
-    client = connect(project, "/ws/request/lobby?token=abc&page=2", header=["User-Agent: duck-test/1.0"])
-    try:
+    with closing(
+        connect(project, "/ws/request/lobby?token=abc&page=2", header=["User-Agent: duck-test/1.0"])
+    ) as client:
         info = json.loads(client.recv())
-    finally:
-        client.close()
     assert info["request_class"] == "duck.http.request.Request"  # Duck's HttpRequest
     assert info["path"] == "/ws/request/lobby"
     assert info["query"] == {"token": "abc", "page": "2"}
@@ -91,11 +87,8 @@ def test_the_view_gets_the_session_of_the_cookie_duck_set(project: Server) -> No
     with urllib.request.urlopen(project.url("/api/hello?name=Ada", "http"), timeout=5) as response:
         assert json.loads(response.read()) == {"hello": "Ada"}
         cookie = response.headers["Set-Cookie"].split(";", 1)[0]
-    client = connect(project, "/ws/request/lobby", cookie=cookie)
-    try:
+    with closing(connect(project, "/ws/request/lobby", cookie=cookie)) as client:
         info = json.loads(client.recv())
-    finally:
-        client.close()
     assert info["session_name"] == "Ada"
     name, value = cookie.split("=", 1)
     assert info["cookies"] == {name: value}
@@ -105,32 +98,24 @@ def test_a_cross_site_origin_is_refused_and_the_sites_own_accepted(project: Serv
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         connect(project, "/ws/chat", origin="http://evil.example")
     assert refused.value.status_code == 403
-    client = connect(project, "/ws/chat", origin=f"http://127.0.0.1:{project.port}")
-    try:
+    with closing(connect(project, "/ws/chat", origin=f"http://127.0.0.1:{project.port}")) as client:
         assert client.recv() == "👋 Welcome to the chat!"
-    finally:
-        client.close()
 
 
 def test_an_origin_that_ducks_settings_trust_is_accepted(project: Server) -> None:
-    client = connect(project, "/ws/chat", origin="https://chat.example.com")  # CSRF_TRUSTED_ORIGINS
-    try:
+    # In the project's CSRF_TRUSTED_ORIGINS.
+    with closing(connect(project, "/ws/chat", origin="https://chat.example.com")) as client:
         assert client.recv() == "👋 Welcome to the chat!"
-    finally:
-        client.close()
 
 
 def test_a_view_written_for_duck_keeps_its_signature_and_class_attributes(project: Server) -> None:
-    client = connect(project, "/ws/echo")
-    try:
+    with closing(connect(project, "/ws/echo")) as client:
         client.send_binary(b"\x00\x01" * 100)
         assert client.recv() == b"\x00\x01" * 100
         client.send("x" * (64 * 1024 + 1))  # over its MAX_FRAME_SIZE
         opcode, payload = client.recv_data(control_frame=True)
         assert opcode == websocket.ABNF.OPCODE_CLOSE
         assert int.from_bytes(payload[:2], "big") == 1009
-    finally:
-        client.close()
 
 
 def test_a_host_that_ducks_settings_do_not_allow_is_refused_by_duck(project: Server) -> None:
@@ -142,22 +127,16 @@ def test_a_host_that_ducks_settings_do_not_allow_is_refused_by_duck(project: Ser
 
 
 def test_the_guides_quick_example(project: Server) -> None:
-    client = connect(project, "/ws/myws")
-    try:
+    with closing(connect(project, "/ws/myws")) as client:
         client.send("ducks")
         assert client.recv() == "You sent ducks"
-    finally:
-        client.close()
 
 
 def test_the_guides_notifications_come_every_five_seconds(project: Server) -> None:
-    client = connect(project, "/ws/notifications")
-    try:
+    with closing(connect(project, "/ws/notifications")) as client:
         started = time.monotonic()
         assert client.recv() == "🔔 Notification #1"
         assert 4.5 <= time.monotonic() - started < 8
-    finally:
-        client.close()
 
 
 def test_fifty_open_websockets_do_not_hold_up_http(project: Server) -> None:
