@@ -51,10 +51,17 @@ def _peer(key: str, label: str, command: tuple[str, ...], root: Path | None = No
     return Spec(key, label, command, env, cwd=PEERS, root=root, **flags)
 
 
+def _floor(root: Path) -> Spec:
+    """The minimal WebSocket echo (W1-W3, W5): it borrows only the C unmasking of the checkout at ``root``."""
+    env = (("PYTHONPATH", f"{root}{os.pathsep}{PEERS}"),)
+    return Spec("floor", "WebSocket floor (gevent)", _script("ws_floor.py"), env, cwd=PEERS, floor=True)
+
+
 def servers(root: Path, compare: Sequence[Path] = ()) -> list[Spec]:
     """Every WebSocket server, raw TCP first; ``compare`` adds other checkouts' duck_ws_sync on pywsgi."""
     specs = [
         _peer(RAW, "raw gevent TCP", _script("raw_tcp.py"), raw=True),
+        _floor(root),
         _peer("aiohttp", "aiohttp", _script("aiohttp_echo.py")),
         _peer("websockets", "websockets", _script("websockets_echo.py")),
         _peer("gws", "gevent-websocket", _script("gws_echo.py")),
