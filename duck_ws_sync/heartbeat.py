@@ -1,8 +1,10 @@
 """The deadlines of a WebSocket connection: heartbeat, receive timeout, closing handshake.
 
-``Heartbeat`` is the part of a ``Transport`` that keeps time. Each
-connection has one deadline at a time, its earliest, kept with those of
-every connection of the thread under one gevent timer (``timers.py``):
+``Heartbeat`` is the part of a transport that keeps time. Each connection
+has one deadline at a time, its earliest, which the transport arms on its
+host's clock (``_arm``): on gevent, with those of every connection of the
+thread under one gevent timer (``timers.py``); on a thread of its own, as a
+timer of the connection's event loop.
 
 - the heartbeat: a Ping every PING_INTERVAL of silence; a Pong that does not
   come within PONG_TIMEOUT is a miss, the interval doubles (up to
@@ -11,10 +13,11 @@ every connection of the thread under one gevent timer (``timers.py``):
 - the closing handshake: the client's Close must come within CLOSE_TIMEOUT
   of ours, and our answer within CLOSE_TIMEOUT of its.
 
-The deadline's handler runs in the hub, so an idle connection needs no greenlet
-for any of this: a heartbeat Ping is written from there when it fits in the
-socket, and its Pong is read there too (``Transport._read_while_idle``).
-The view's own pings (``ping``) wait here for their Pongs.
+On gevent the deadline's handler runs in the hub, so an idle connection
+needs no greenlet for any of this: a heartbeat Ping is written from there
+when it fits in the socket, and its Pong is read there too
+(``Transport._read_while_idle``). The view's own pings (``ping``) wait here
+for their Pongs.
 """
 
 from __future__ import annotations
@@ -26,15 +29,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import gevent
-
-from .exceptions import LocalProtocolError
 from .protocol import State
-from .timers import deadlines
 
 if TYPE_CHECKING:
-    import gevent.lock
-
     from .inbox import Inbox
     from .protocol import ServerConnection
 
@@ -84,7 +81,6 @@ class Heartbeat:
 
     __slots__ = (
         "_closing_since",
-        "_deadlines",
         "_limits",
         "_missed_pongs",
         "_next_ping",
@@ -102,19 +98,17 @@ class Heartbeat:
         inbox: Inbox
         _broken: bool
         _reading_done: bool
-        _inline: bool
-        _watching: bool
-        _hub_reads: bool
-        _hub: Any
-        _write_lock: gevent.lock.Semaphore
 
         def send(self, action: Callable[..., None], *args: Any) -> bool: ...
         def close(self, code: int | None = 1000, reason: str = "") -> bool: ...
         def fail(self, code: int = 1011, reason: str = "") -> bool: ...
         def abort(self) -> None: ...
-        def _write(self, chunks: list[Any]) -> bool: ...
-        def _write_what_fits(self, chunks: list[Any]) -> list[Any]: ...
-        def _watch(self, hub_reads: bool) -> None: ...
+
+        # The host's clock and workers.
+        def _arm(self, wake_at: float) -> None: ...  # call _on_timer() once at or after wake_at (inf: never)
+        def _disarm(self) -> None: ...
+        def _in_background(self, function: Callable[..., Any], *args: Any) -> None: ...  # may block
+        def _send_from_timer(self, action: Callable[..., None], *args: Any) -> None: ...
 
     def _start_clock(self, settings: Any, now: float) -> None:
         """Set the deadlines of a connection opened at ``now``, from a view's ``settings``."""
@@ -129,14 +123,12 @@ class Heartbeat:
         self._missed_pongs = 0
         self._ping_interval = limits.ping_interval
         self._next_ping = now + limits.ping_interval
-        self._deadlines = deadlines(self._hub)
-        self._timer: int | None = None  # the slot of our deadline in ``_deadlines``
+        self._timer: Any = None  # our armed deadline, as the host keeps it
 
     def _stop_clock(self) -> None:
         """Cancel the deadline; the view's pings waiting for a Pong fail."""
         if self._timer is not None:
-            self._deadlines.remove(self, self._timer)
-            self._timer = None
+            self._disarm()
         self._fail_pings()
 
     def _fail_pings(self) -> None:
@@ -212,10 +204,10 @@ class Heartbeat:
         else:
             receive_timeout = self._limits.receive_timeout
             wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
-        self._timer = self._deadlines.move(self, self._timer, wake_at)
+        self._arm(wake_at)
 
     def _on_timer(self) -> None:
-        """A deadline passed (in the hub: nothing here may block; sends that could go to a greenlet)."""
+        """A deadline passed (in the hub on gevent: nothing here may block; what could goes to the background)."""
         self._timer = None
         connection = self.connection
         if self._broken or connection.state is State.CLOSED:
@@ -225,7 +217,7 @@ class Heartbeat:
             if now >= self._closing_since + self._limits.close_timeout:
                 logger.debug("closing handshake timed out")
                 if connection.close_sent is None:
-                    gevent.spawn(self._answer_and_abort)
+                    self._in_background(self._answer_and_abort)
                 else:
                     self.abort()
                 return
@@ -238,7 +230,7 @@ class Heartbeat:
             receive_timeout = self._limits.receive_timeout
             if now >= self.last_frame_at + receive_timeout:
                 logger.info("no frame received for %s s: closing", receive_timeout)
-                gevent.spawn(self._close_or_abort, 1001, "receive timeout")
+                self._in_background(self._close_or_abort, 1001, "receive timeout")
                 return
             if now >= self._pong_deadline:
                 self._missed_pongs += 1
@@ -246,7 +238,7 @@ class Heartbeat:
                 self._pong_deadline = math.inf
                 if self._missed_pongs >= MAX_MISSED_PONGS:
                     logger.info("%d pings unanswered: closing", self._missed_pongs)
-                    gevent.spawn(self._close_or_abort, 1001, "ping timeout")
+                    self._in_background(self._close_or_abort, 1001, "ping timeout")
                     return
                 self._ping_interval = min(self._ping_interval * 2, self._limits.max_backoff)
                 self._next_ping = now + self._ping_interval
@@ -256,9 +248,7 @@ class Heartbeat:
                 payload = self._ping_payload = self._pings_sent.to_bytes(4, "big")
                 self._pong_deadline = now + self._limits.pong_timeout
                 self._next_ping = math.inf
-                self._send_from_hub(connection.send_ping, payload)
-                if self._watching and not self._hub_reads:
-                    self._watch(hub_reads=True)  # the Pong is read in the hub, the loop sleeps on
+                self._send_from_timer(connection.send_ping, payload)
         self._schedule()
 
     def answer(self) -> bool:
@@ -280,40 +270,3 @@ class Heartbeat:
     def _answer_and_abort(self) -> None:
         self.answer()
         self.abort()
-
-    def _send_from_hub(self, action: Callable[..., None], *args: Any) -> None:
-        """Send from the timer's callback: at once when the frame fits in the socket, else from a greenlet."""
-        lock = self._write_lock
-        if not self._inline or not lock.acquire(blocking=False):
-            gevent.spawn(self.send, action, *args)
-            return
-        handed_over = False
-        try:
-            if self._broken:
-                return
-            try:
-                action(*args)
-            except LocalProtocolError as exc:
-                logger.debug("not sending: %s", exc)
-                return
-            try:
-                rest = self._write_what_fits(self.connection.data_to_send())
-            except OSError as exc:
-                logger.debug("connection lost while sending: %s", exc)
-                self.abort()
-                return
-            if rest:
-                # The client is slow to read: a greenlet finishes the
-                # frames, holding the write lock until they are out.
-                gevent.spawn(self._finish_writing, rest)
-                handed_over = True
-        finally:
-            if not handed_over:
-                lock.release()
-
-    def _finish_writing(self, chunks: list[Any]) -> None:
-        """Write ``chunks`` and release the write lock, which the caller handed over."""
-        try:
-            self._write(chunks)
-        finally:
-            self._write_lock.release()

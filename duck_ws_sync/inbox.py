@@ -24,7 +24,7 @@ import asyncio
 import contextvars
 import types
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import gevent.event
@@ -66,6 +66,7 @@ class Inbox:
         "_task",
         "_waiter",
         "full",
+        "on_space",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
@@ -73,6 +74,8 @@ class Inbox:
         self._size = size
         self._items: deque[Any] | None = None  # made for the first message that has to wait
         self.full = False  # an attribute, not a property: the reader asks before every read
+        # Called when the queue is no longer full (a reader that paused resumes).
+        self.on_space: Callable[[], None] | None = None
         # The future the session waits on while the queue is empty.
         self._waiter: asyncio.Future[None] | None = None
         self._space: gevent.event.Event | None = None  # made when a reader first has to wait
@@ -168,7 +171,7 @@ class Inbox:
             items.clear()
             if ended:
                 items.append(END)
-            self.full = len(items) >= self._size
+            self._set_full(len(items) >= self._size)
         if self._space is not None:
             self._space.set()
 
@@ -188,10 +191,15 @@ class Inbox:
         items = self._items
         item = items.popleft()
         if len(items) < self._size:
-            self.full = False
+            self._set_full(False)
             if self._space is not None:
                 self._space.set()
         return item
+
+    def _set_full(self, full: bool) -> None:
+        was_full, self.full = self.full, full
+        if was_full and not full and self.on_space is not None:
+            self.on_space()
 
     @types.coroutine
     def _drive(self, coroutine: Coroutine[Any, Any, Any]) -> Generator[Any, Any, Any]:

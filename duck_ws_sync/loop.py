@@ -32,6 +32,8 @@ import gevent
 import greenlet
 from gevent.hub import Waiter
 
+from .tasks import TaskCounting
+
 __all__ = ["GreenletEventLoop"]
 
 T = TypeVar("T")
@@ -219,7 +221,7 @@ class _ReadyCallbacks(list):  # type: ignore[type-arg]
         return self.pop(0)
 
 
-class GreenletEventLoop(asyncio.BaseEventLoop):
+class GreenletEventLoop(TaskCounting):
     """An asyncio loop for one greenlet, woken through the gevent hub.
 
     Callbacks may be scheduled on it from any greenlet of the same thread
@@ -239,9 +241,6 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
         # async generators made when the first one starts.
         self._ready = _ReadyCallbacks()
         self._asyncgens: weakref.WeakSet[Any] | None = None
-        # Tasks of this loop not done yet: asyncio.all_tasks(loop) would scan
-        # every task of the process, for each connection that ends.
-        self._pending_tasks = 0
         _install_switch_tracer()
         self._selector = _Wakeup()
         self._hub = gevent.get_hub()
@@ -342,27 +341,6 @@ class GreenletEventLoop(asyncio.BaseEventLoop):
 
         result.rawlink(deliver)
         return future
-
-    def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        task = super().create_task(coro, **kwargs)
-        self._pending_tasks += 1
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._pending_tasks -= 1
-
-    def cancel_remaining_tasks(self, timeout: float) -> None:
-        """Cancel every task still on the loop and let them finish, for at most ``timeout`` seconds."""
-        if not self._pending_tasks:
-            return
-        tasks = [task for task in asyncio.all_tasks(self) if not task.done()]
-        if not tasks:
-            return
-        for task in tasks:
-            task.cancel()
-        gather = asyncio.gather(*tasks, return_exceptions=True)
-        self.run_until_complete(asyncio.wait_for(gather, timeout) if timeout else gather)
 
 
 def _set_result_unless_cancelled(future: asyncio.Future[T], value: T) -> None:

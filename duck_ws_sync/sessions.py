@@ -26,6 +26,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -52,7 +53,9 @@ _exit_hook_installed = False
 _sigterm_hook_installed = False
 
 
-def start(view: WebSocketView, sock: socket.socket, initial_data: bytes, close_on_sigterm: bool) -> None:
+def start(
+    view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], close_on_sigterm: bool
+) -> None:
     """Serve ``view``'s connection in a greenlet of its own; return once it first waits.
 
     The session starts at once, so ``on_open`` runs before anything else
@@ -64,6 +67,7 @@ def start(view: WebSocketView, sock: socket.socket, initial_data: bytes, close_o
         sock: The connection's socket, now ours alone: it is closed when the
             session ends.
         initial_data: What the server read past the upgrade request.
+        ended: Called when the session has ended.
         close_on_sigterm: Send every WebSocket a Close 1001 as soon as the
             process gets SIGTERM (gunicorn's graceful shutdown), not only at
             its exit.
@@ -73,13 +77,15 @@ def start(view: WebSocketView, sock: socket.socket, initial_data: bytes, close_o
     runner = greenlet.greenlet(_run, parent=hub)
     runner.gr_context = contextvars.copy_context()
     hub.loop.run_callback(greenlet.getcurrent().switch)
-    runner.switch(view, sock, initial_data)
+    runner.switch(view, sock, initial_data, ended)
 
 
-def serve(view: WebSocketView, sock: socket.socket, initial_data: bytes, close_on_sigterm: bool) -> None:
+def serve(
+    view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], close_on_sigterm: bool
+) -> None:
     """Serve ``view``'s connection in the calling greenlet, until it ends (a TLS socket cannot be detached)."""
     _install_hooks(close_on_sigterm)
-    _serve(view, sock, initial_data)
+    _serve(view, sock, initial_data, ended)
 
 
 def running() -> int:
@@ -87,9 +93,9 @@ def running() -> int:
     return len(_sessions)
 
 
-def _run(view: WebSocketView, sock: socket.socket, initial_data: bytes) -> None:
+def _run(view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
     try:
-        _serve(view, sock, initial_data)
+        _serve(view, sock, initial_data, ended)
     except greenlet.GreenletExit:
         pass  # killed at exit: serve has run on_close
     except Exception:
@@ -98,7 +104,7 @@ def _run(view: WebSocketView, sock: socket.socket, initial_data: bytes) -> None:
     # in any greenlet) go on to the hub, which hands them to the main greenlet.
 
 
-def _serve(view: WebSocketView, sock: socket.socket, initial_data: bytes) -> None:
+def _serve(view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
     current = greenlet.getcurrent()
     _sessions[current] = view
     try:
@@ -106,6 +112,7 @@ def _serve(view: WebSocketView, sock: socket.socket, initial_data: bytes) -> Non
     finally:
         sock.close()
         _sessions.pop(current, None)
+        ended()
 
 
 def _install_hooks(close_on_sigterm: bool) -> None:

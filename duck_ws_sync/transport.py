@@ -37,10 +37,11 @@ import gevent
 import gevent.lock
 from gevent.hub import Waiter
 
+from .channel import Channel
 from .exceptions import LocalProtocolError
-from .heartbeat import Heartbeat
-from .inbox import END, Inbox
-from .protocol import Message, Pong, ServerConnection, State
+from .inbox import Inbox
+from .protocol import Pong, ServerConnection
+from .timers import deadlines
 
 __all__ = ["Transport"]
 
@@ -66,7 +67,7 @@ def _receive_buffer(hub: Any) -> memoryview:
     return buffer
 
 
-class Transport(Heartbeat):
+class Transport(Channel):
     """Runs a ``ServerConnection`` over a socket.
 
     Args:
@@ -81,8 +82,8 @@ class Transport(Heartbeat):
     """
 
     __slots__ = (
-        "_broken",
         "_buffer",
+        "_deadlines",
         "_drained",
         "_hub",
         "_hub_reads",
@@ -90,17 +91,12 @@ class Transport(Heartbeat):
         "_inline",
         "_loop_idle",
         "_raw_socket",
-        "_reading_done",
         "_standby",
         "_standby_waiter",
         "_unhandled",
         "_wake_loop",
         "_watching",
-        "_write_lock",
-        "connection",
-        "inbox",
         "read_watcher",
-        "socket",
     )
 
     def __init__(
@@ -119,6 +115,7 @@ class Transport(Heartbeat):
         self._buffer = _receive_buffer(hub)
         self._write_lock = gevent.lock.Semaphore()
         self._broken = False  # the socket failed or was aborted
+        self._deadlines = deadlines(hub)
         self._start_clock(settings, time.monotonic())
         send_timeout = self._limits.send_timeout
         # Sends block at most SEND_TIMEOUT; reads ignore the socket's timeout.
@@ -247,21 +244,56 @@ class Transport(Heartbeat):
             sent -= size
         return []
 
-    def close(self, code: int | None = 1000, reason: str = "") -> bool:
-        """Send a Close frame (start the closing handshake, or answer the client's)."""
-        return self.send(self.connection.send_close, code, reason)
+    # The clock: one deadline among the thread's (``timers.py``), handled in the hub.
 
-    def fail(self, code: int = 1011, reason: str = "") -> bool:
-        """Fail the connection: a Close if none was sent yet, then no more frames."""
-        return self.send(self.connection.fail, code, reason)
+    def _arm(self, wake_at: float) -> None:
+        self._timer = self._deadlines.move(self, self._timer, wake_at)
 
-    def abort(self) -> None:
-        """Drop TCP at once; the reader sees the end and stops."""
-        if self._broken:
+    def _disarm(self) -> None:
+        self._deadlines.remove(self, self._timer)
+        self._timer = None
+
+    def _in_background(self, function: Callable[..., Any], *args: Any) -> None:
+        gevent.spawn(function, *args)
+
+    def _send_from_timer(self, action: Callable[..., None], *args: Any) -> None:
+        """Send the heartbeat's Ping from the hub: at once when it fits in the socket, else from a greenlet."""
+        if self._watching and not self._hub_reads:
+            self._watch(hub_reads=True)  # its Pong is read in the hub, the loop sleeps on
+        lock = self._write_lock
+        if not self._inline or not lock.acquire(blocking=False):
+            gevent.spawn(self.send, action, *args)
             return
-        self._broken = True
-        with contextlib.suppress(OSError):
-            self.socket.shutdown(socket.SHUT_RDWR)
+        handed_over = False
+        try:
+            if self._broken:
+                return
+            try:
+                action(*args)
+            except LocalProtocolError as exc:
+                logger.debug("not sending: %s", exc)
+                return
+            try:
+                rest = self._write_what_fits(self.connection.data_to_send())
+            except OSError as exc:
+                logger.debug("connection lost while sending: %s", exc)
+                self.abort()
+                return
+            if rest:
+                # The client is slow to read: a greenlet finishes the
+                # frames, holding the write lock until they are out.
+                gevent.spawn(self._finish_writing, rest)
+                handed_over = True
+        finally:
+            if not handed_over:
+                lock.release()
+
+    def _finish_writing(self, chunks: list[Any]) -> None:
+        """Write ``chunks`` and release the write lock, which the caller handed over."""
+        try:
+            self._write(chunks)
+        finally:
+            self._write_lock.release()
 
     # Reading. The loop's greenlet reads while it is idle (``read_inline``,
     # called from the loop's wait); a standby greenlet reads while the
@@ -417,43 +449,6 @@ class Transport(Heartbeat):
         self._feed(data)
         self._act_on(connection.events_received(), connection.frames_sent != frames_sent, direct)
 
-    def _feed(self, data: memoryview | bytes | int) -> None:
-        """Give one read to the core (an int: that many bytes read into its ``receive_buffer()``)."""
-        connection = self.connection
-        frames = connection.frames_received
-        if isinstance(data, int):
-            connection.received_into(data)
-        else:
-            connection.receive_data(data)
-        if connection.frames_received != frames:
-            self.last_frame_at = time.monotonic()
-
-    def _act_on(self, events: list[Any], flush: bool, direct: bool) -> None:
-        """Act on the events of one read: write what the core queued (``flush``), then hand over the messages."""
-        connection = self.connection
-        if flush:  # pongs, or a Close (1009)
-            with self._write_lock:
-                if not self._broken:
-                    self._flush()
-        if len(events) != 1 or type(events[0]) is not Message:
-            for event in events:
-                if type(event) is Pong:
-                    self._receive_pong(event.payload)
-            events = [event for event in events if type(event) is Message]
-        ended = connection.input_ended
-        if ended and connection.state is State.OPEN:
-            # The client's Close, or a protocol error: our Close is due
-            # within CLOSE_TIMEOUT, after the messages that came before.
-            self._closing_starts()
-        if events:
-            if direct:
-                self.inbox.deliver(events)
-            else:
-                for message in events:
-                    self.inbox.put(message)
-        if ended:
-            self._end_of_reading()
-
     def _read_while_idle(self) -> None:
         """The socket is readable while the loop's greenlet waits (in the hub: nothing here may block).
 
@@ -491,13 +486,9 @@ class Transport(Heartbeat):
             self._standby_waiter = None
             self._hub.loop.run_callback(waiter.switch, False)
 
-    def _end_of_reading(self) -> None:
-        if not self._reading_done:
-            self._reading_done = True
-            self._fail_pings()
-            self.inbox.put(END, wait=False)
-            if self._loop_idle:
-                self._end_standby_wait()
+    def _reading_ended(self) -> None:
+        if self._loop_idle:
+            self._end_standby_wait()
 
     def linger(self) -> None:
         """End TCP without losing our last frame: half-close, drain, then shut both ways (RFC 6455 §7.1.1).

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .inbox import END, Inbox
 from .loop import GreenletEventLoop
@@ -33,7 +33,11 @@ from .protocol import (
 )
 from .protocol.frames import parse_close, serialize_close
 from .request import WebSocketRequest
+from .tasks import TaskCounting
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from .threads.transport import ThreadTransport
 
 __all__ = ["SendResult", "WebSocketView", "close_all"]
 
@@ -157,8 +161,8 @@ class WebSocketView:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._connection: ServerConnection | None = None
-        self._transport: Transport | None = None
-        self._loop: GreenletEventLoop | None = None
+        self._transport: Transport | ThreadTransport | None = None
+        self._loop: TaskCounting | None = None
         self._closed_handled = False
 
     # Hooks.
@@ -322,15 +326,25 @@ class WebSocketView:
         ``subprotocol`` set from the handshake. ``initial_data`` is what the
         server read past the upgrade request (a first frame, maybe).
         """
+        self.serve_on(GreenletEventLoop(), Transport, sock, initial_data)
+
+    def serve_on(
+        self,
+        loop: TaskCounting,
+        transport_class: Callable[..., Transport | ThreadTransport],
+        sock: socket.socket,
+        initial_data: bytes = b"",
+    ) -> None:
+        """Run the whole connection on ``loop``, through a transport of ``transport_class`` (a host's)."""
         self._connection = ServerConnection(
             max_frame_size=self.MAX_FRAME_SIZE,
             max_message_size=self.MAX_MESSAGE_SIZE,
             extensions=self.extensions,
             answer_close_at_once=False,
         )
-        self._loop = loop = GreenletEventLoop()
+        self._loop = loop
         inbox = Inbox(loop, self.RECEIVE_QUEUE_SIZE)
-        self._transport = transport = Transport(sock, self._connection, inbox, initial_data, self)
+        self._transport = transport = transport_class(sock, self._connection, inbox, initial_data, self)
         _OPEN_VIEWS.add(self)
         try:
             transport.start(loop)

@@ -1,4 +1,4 @@
-"""Real servers for the integration tests: gunicorn's gevent worker and gevent.pywsgi.
+"""Real servers for the integration tests: gunicorn's gevent and gthread workers, gevent.pywsgi, werkzeug.
 
 Each server runs as a subprocess on 127.0.0.1 with an ephemeral port, and is
 stopped (by its process id) when the test module is done.
@@ -22,13 +22,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0
+# gunicorn -k gthread's threads in the tests: every test's WebSockets and
+# HTTP requests at once, with room (the default budget keeps a quarter for HTTP).
+GTHREAD_THREADS = 64
 
 
 @dataclass
 class Server:
     """A running server process."""
 
-    kind: str  # "gunicorn" or "pywsgi"
+    kind: str  # "gunicorn" (-k gevent), "pywsgi", "gthread" (gunicorn -k gthread) or "werkzeug"
     port: int
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
@@ -47,17 +50,19 @@ class Server:
 
 def _start(kind: str, app: str, extra_args: list[str]) -> Server:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    if kind == "gunicorn":
+    if kind in ("gunicorn", "gthread"):
         if "control_socket_disable" in _gunicorn_settings():
             extra_args = ["--no-control-socket", *extra_args]  # no shared socket between test servers
+        worker = ["-k", "gevent"] if kind == "gunicorn" else ["-k", "gthread", "--threads", str(GTHREAD_THREADS)]
         command = [
-            sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0",
+            sys.executable, "-m", "gunicorn", *worker, "-w", "1", "-b", "127.0.0.1:0",
             "--graceful-timeout", "2", "--worker-connections", "2000", "--log-level", "info", *extra_args, app,
         ]  # fmt: skip
         pattern = re.compile(r"Listening at: \w+://127\.0\.0\.1:(\d+)")
         ready = re.compile(r"Booting worker")
     else:
-        command = [sys.executable, "-m", "tests.integration.serve_pywsgi", app, *extra_args]
+        server_module = "tests.integration.serve_pywsgi" if kind == "pywsgi" else "tests.integration.serve_werkzeug"
+        command = [sys.executable, "-m", server_module, app, *extra_args]
         pattern = re.compile(r"LISTENING (\d+)")
         ready = pattern
     process = subprocess.Popen(
@@ -123,10 +128,18 @@ def serve(kind: str, app: str, *extra_args: str) -> Iterator[Server]:
         _stop(server)
 
 
-SERVER_KINDS = ["gunicorn", "pywsgi"]
+GEVENT_KINDS = ["gunicorn", "pywsgi"]
+THREAD_KINDS = ["gthread", "werkzeug"]
+SERVER_KINDS = GEVENT_KINDS + THREAD_KINDS
 
 
 @pytest.fixture(scope="module", params=SERVER_KINDS)
 def server_kind(request: pytest.FixtureRequest) -> str:
     """Each test module that uses it runs once per server."""
     return request.param
+
+
+def gevent_only(server_kind: str, why: str) -> None:
+    """Skip a test that cannot hold on a thread-per-connection server, saying why (docs/deployment.md lists them)."""
+    if server_kind in THREAD_KINDS:
+        pytest.skip(f"gevent only: {why}")

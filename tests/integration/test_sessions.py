@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import CLOSE, TEXT
-from tests.integration.conftest import Server, serve
+from tests.integration.conftest import GEVENT_KINDS, Server, serve
 from tests.integration.test_views import (
     APP,
     answer_close,
@@ -28,6 +28,12 @@ from tests.integration.test_views import (
     the_on_close,
     wait_for_log,
 )
+
+
+@pytest.fixture(scope="module", params=GEVENT_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """The gevent host only: on a thread-per-connection server the session runs inside the call (test_threads.py)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")

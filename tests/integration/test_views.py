@@ -1,6 +1,6 @@
-"""``WebSocketView`` on real servers: gunicorn's gevent worker and gevent.pywsgi.
+"""``WebSocketView`` on real servers: gunicorn's gevent and gthread workers, gevent.pywsgi and werkzeug.
 
-Every test runs under both servers (the module-scoped ``server`` fixture is
+Every test runs under every server (the module-scoped ``server`` fixture is
 parametrized by ``server_kind``), against the views of
 ``tests/integration/apps/views_app.py``. What happens on the server side
 (on_close calls, cancelled tasks, results of sends) is read back through the
@@ -327,7 +327,7 @@ def test_view_request_exposes_the_upgrade_request(server, server_kind):
     assert seen["environ"]["QUERY_STRING"] == f"id={key}&a=1&a=2&empty="
     assert seen["environ"]["HTTP_X_CUSTOM_THING"] == "Value 1"
     assert seen["environ"]["has_wsgi_input"]
-    assert ("gunicorn" in seen["environ"]["SERVER_SOFTWARE"]) == (server_kind == "gunicorn")
+    assert ("gunicorn" in seen["environ"]["SERVER_SOFTWARE"]) == (server_kind in ("gunicorn", "gthread"))
     assert seen["kwargs"] == {"number": 7}
     assert seen["state_is_open"] is True
     assert seen["state"] == 1
@@ -478,9 +478,10 @@ def test_on_close_runs_once_after_dropped_tcp(server, view_path, how):
         assert on_close["frame"] is None
 
 
-def test_on_close_runs_when_the_gunicorn_worker_shuts_down():
+@pytest.mark.parametrize("kind", ["gunicorn", "gthread"])
+def test_on_close_runs_when_the_gunicorn_worker_shuts_down(kind):
     """SIGTERM to gunicorn with a WebSocket open: the view's on_close still runs (it prints a line)."""
-    with serve("gunicorn", APP) as own:
+    with serve(kind, APP) as own:
         # The observation channel works: a connection that ends prints its line.
         control = new_id()
         connect(own, f"/ws/lifecycle?id={control}&print=1").close()

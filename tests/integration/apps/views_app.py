@@ -1,7 +1,9 @@
 """The WSGI app behind ``tests/integration/test_views.py``: test views and an observer.
 
-Served as ``tests.integration.apps.views_app:app`` by gunicorn (``-k gevent``)
-and by gevent.pywsgi. Views report what happens on the server side through
+Served as ``tests.integration.apps.views_app:app`` by every server of
+``conftest.SERVER_KINDS``: the threads it starts are greenlets where gevent
+has patched ``threading`` (gunicorn -k gevent, pywsgi) and OS threads on
+gthread and werkzeug. Views report what happens on the server side through
 the wire: each records events in ``EVENTS`` under the ``id`` of its query
 string, and the plain HTTP routes of the wrapped WSGI app read them back:
 
@@ -21,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
-
-import gevent
-import gevent.event
 
 from duck_ws_sync import OpCode, State, WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path, re_path
@@ -35,8 +36,8 @@ from duck_ws_sync.utils.asyncio import create_task
 # Observer: events by client-chosen id.
 
 EVENTS: dict[str, list[dict[str, Any]]] = {}
-_WAITERS: list[gevent.event.Event] = []
-RELEASE: dict[str, gevent.event.Event] = {}
+_WAITERS: list[threading.Event] = []
+RELEASE: dict[str, threading.Event] = {}
 
 
 def record(key: str | None, event: str, /, **data: Any) -> None:
@@ -59,7 +60,7 @@ def wait_for_events(key: str, name: str, count: int, timeout: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        waiter = gevent.event.Event()
+        waiter = threading.Event()
         _WAITERS.append(waiter)
         try:
             waiter.wait(remaining)
@@ -67,8 +68,24 @@ def wait_for_events(key: str, name: str, count: int, timeout: float) -> None:
             _WAITERS.remove(waiter)
 
 
-def release_event(key: str) -> gevent.event.Event:
-    return RELEASE.setdefault(key, gevent.event.Event())
+def release_event(key: str) -> threading.Event:
+    return RELEASE.setdefault(key, threading.Event())
+
+
+def in_thread(function: Callable[..., Any], *args: Any) -> threading.Thread:
+    """Start ``function(*args)`` in a thread of its own; its exception is kept on the thread as ``error``."""
+
+    def run() -> None:
+        try:
+            function(*args)
+        except BaseException as exc:
+            thread.error = exc  # type: ignore[attr-defined]
+            raise
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.error = None  # type: ignore[attr-defined]
+    thread.start()
+    return thread
 
 
 # Views.
@@ -225,7 +242,7 @@ class Order(WebSocketView):
 
 
 class Backpressure(WebSocketView):
-    """``block`` waits (gevent-blocking the hook) until ``/release``; binary messages are counted."""
+    """``block`` waits (blocking the hook's thread or greenlet) until ``/release``; binary messages are counted."""
 
     PING_INTERVAL = None
     RECEIVE_QUEUE_SIZE = 4
@@ -251,7 +268,7 @@ class Backpressure(WebSocketView):
 
 
 class Chat(WebSocketView):
-    """Broadcasts each message to the other members of the room, from the sender's greenlet."""
+    """Broadcasts each message to the other members of the room, from the sender's greenlet or thread."""
 
     PING_INTERVAL = None
     ROOMS: ClassVar[dict[str, list[Chat]]] = {}
@@ -296,7 +313,7 @@ class Ticker(WebSocketView):
 
 
 class GreenletSend(WebSocketView):
-    """Each message is answered from a plain gevent greenlet, with a send that is not awaited."""
+    """Each message is answered from a plain thread (a greenlet on gevent), with a send that is not awaited."""
 
     PING_INTERVAL = None
 
@@ -306,7 +323,7 @@ class GreenletSend(WebSocketView):
             task = await asyncio.create_task(self.send_text("from a task"))
             await self.send_json({"gathered": gathered, "task": task})
             return
-        gevent.spawn(self.answer, data.decode())
+        in_thread(self.answer, data.decode())
 
     def answer(self, text: str) -> None:
         result = self.send_text("from greenlet: " + text)
@@ -314,7 +331,7 @@ class GreenletSend(WebSocketView):
 
 
 class Flood(WebSocketView):
-    """``go:G:T:K:SIZE``: G greenlets and T asyncio tasks each send K messages of SIZE bytes, then ``done``."""
+    """``go:G:T:K:SIZE``: G threads (greenlets on gevent) and T asyncio tasks each send K messages, then ``done``."""
 
     PING_INTERVAL = None
 
@@ -328,16 +345,18 @@ class Flood(WebSocketView):
         def from_greenlet(sender: int) -> None:
             for number in range(count):
                 assert self.send_binary(payload(sender, number))
-                gevent.sleep(0)
+                time.sleep(0)
 
         async def from_task(sender: int) -> None:
             for number in range(count):
                 assert await self.send_binary(payload(sender, number))
                 await asyncio.sleep(0)
 
-        spawned = [gevent.spawn(from_greenlet, sender) for sender in range(int(greenlets))]
+        spawned = [in_thread(from_greenlet, sender) for sender in range(int(greenlets))]
         await asyncio.gather(*(from_task(sender) for sender in range(int(greenlets), int(greenlets) + int(tasks))))
-        gevent.joinall(spawned, raise_error=True)  # gevent-blocking in a hook holds up only this connection
+        for thread in spawned:  # blocking in a hook holds up only this connection
+            thread.join(30)
+            assert not thread.is_alive() and thread.error is None, thread.error
         await self.send_text("done")
 
 
@@ -354,8 +373,9 @@ class SendAfterClose(Observed):
     async def on_close(self, frame=None) -> None:
         text = await self.send_text("in on_close")
         binary = await self.send_binary(b"in on_close")
-        from_greenlet = gevent.spawn(self.send_text, "from greenlet").get(timeout=5)
-        record(self.key, "in_on_close", text=text, binary=binary, greenlet=bool(from_greenlet))
+        results: list[Any] = []
+        in_thread(lambda: results.append(self.send_text("from greenlet"))).join(5)
+        record(self.key, "in_on_close", text=text, binary=binary, greenlet=bool(results[0]))
         await super().on_close(frame)
 
 
@@ -540,15 +560,15 @@ def app(environ: dict[str, Any], start_response: Any) -> Any:
             record(_key(environ), "returned")
 
 
-_serve = WebSocketView.serve
+_serve_on = WebSocketView.serve_on
 
 
-def _serve_and_record(self: WebSocketView, sock: Any, initial_data: bytes = b"") -> None:
-    """``serve``, then ``served``: the session is over, its on_close included."""
+def _serve_and_record(self: WebSocketView, *args: Any) -> None:
+    """``serve_on`` (every host's), then ``served``: the session is over, its on_close included."""
     try:
-        _serve(self, sock, initial_data)
+        _serve_on(self, *args)
     finally:
         record(_key(self.request.environ), "served")
 
 
-WebSocketView.serve = _serve_and_record  # type: ignore[method-assign]
+WebSocketView.serve_on = _serve_and_record  # type: ignore[method-assign]

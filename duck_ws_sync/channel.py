@@ -1,0 +1,114 @@
+"""What every transport does, whatever its host: feed reads to the core and act on what it says.
+
+``Channel`` is the host-neutral half of a transport. The gevent host's
+``Transport`` (``transport.py``) and the thread host's ``ThreadTransport``
+(``threads/transport.py``) extend it with their reading, writing and clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .heartbeat import Heartbeat
+from .inbox import END
+from .protocol import Message, Pong, State
+
+if TYPE_CHECKING:
+    from .inbox import Inbox
+    from .protocol import ServerConnection
+
+__all__ = ["Channel"]
+
+logger = logging.getLogger("duck_ws_sync")
+
+
+class Channel(Heartbeat):
+    """A socket, its protocol core, the inbox its messages go to, and the deadlines (``Heartbeat``)."""
+
+    __slots__ = ("_broken", "_reading_done", "_write_lock", "connection", "inbox", "socket")
+
+    socket: socket.socket
+    connection: ServerConnection
+    inbox: Inbox
+    _write_lock: Any  # held while frames are written: they go out whole, in the core's order
+
+    def send(self, action: Callable[..., None], *args: Any) -> bool:
+        """Call a sending method of the core and write its frames; False when nothing could be sent."""
+        raise NotImplementedError
+
+    def _flush(self) -> bool:
+        """Write what the core has queued; the caller holds the write lock."""
+        raise NotImplementedError
+
+    def _reading_ended(self) -> None:
+        """Reading is over (the host may have a reader to stop)."""
+
+    def close(self, code: int | None = 1000, reason: str = "") -> bool:
+        """Send a Close frame (start the closing handshake, or answer the client's)."""
+        return self.send(self.connection.send_close, code, reason)
+
+    def fail(self, code: int = 1011, reason: str = "") -> bool:
+        """Fail the connection: a Close if none was sent yet, then no more frames."""
+        return self.send(self.connection.fail, code, reason)
+
+    def abort(self) -> None:
+        """Drop TCP at once; the reader sees the end and stops."""
+        if self._broken:
+            return
+        self._broken = True
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+
+    def _feed(self, data: memoryview | bytes | int) -> None:
+        """Give one read to the core (an int: that many bytes read into its ``receive_buffer()``)."""
+        connection = self.connection
+        frames = connection.frames_received
+        if isinstance(data, int):
+            connection.received_into(data)
+        else:
+            connection.receive_data(data)
+        if connection.frames_received != frames:
+            self.last_frame_at = time.monotonic()
+
+    def _act_on(self, events: list[Any], flush: bool, direct: bool) -> None:
+        """Act on the events of one read: write what the core queued (``flush``), then hand over the messages.
+
+        ``direct``: called between two iterations of the session's loop, in
+        its thread, so messages may go straight to the session
+        (``Inbox.deliver``).
+        """
+        connection = self.connection
+        if flush:  # pongs, or a Close (1009)
+            with self._write_lock:
+                if not self._broken:
+                    self._flush()
+        if len(events) != 1 or type(events[0]) is not Message:
+            for event in events:
+                if type(event) is Pong:
+                    self._receive_pong(event.payload)
+            events = [event for event in events if type(event) is Message]
+        ended = connection.input_ended
+        if ended and connection.state is State.OPEN:
+            # The client's Close, or a protocol error: our Close is due
+            # within CLOSE_TIMEOUT, after the messages that came before.
+            self._closing_starts()
+        if events:
+            if direct:
+                self.inbox.deliver(events)
+            else:
+                for message in events:
+                    self.inbox.put(message)
+        if ended:
+            self._end_of_reading()
+
+    def _end_of_reading(self) -> None:
+        if not self._reading_done:
+            self._reading_done = True
+            self._fail_pings()
+            self.inbox.put(END, wait=False)
+            self._reading_ended()

@@ -1,0 +1,8 @@
+"""The thread-per-connection host: a WebSocket served in its request's own OS thread.
+
+For servers that give each request a thread (gunicorn's gthread worker,
+werkzeug's development server): the view's hooks run on an asyncio event
+loop of the thread's own (``loop.py``), the socket is read by that loop and
+written from any thread (``transport.py``), and the session lives inside
+the WSGI call until it ends (``sessions.py``). Nothing here needs gevent.
+"""

@@ -1,0 +1,101 @@
+"""Where a connection's session runs on a thread-per-connection server: inside the WSGI call, in its thread.
+
+The request's thread runs the session from the 101 to ``on_close`` and only
+then returns to the server, which therefore holds one thread per open
+WebSocket (``budget.py`` keeps some for plain HTTP).
+
+Shutting down: a gunicorn gthread worker that stops (SIGTERM, the old
+workers of a SIGHUP reload, ``--max-requests``) stops accepting and waits
+for its requests to end, up to the graceful timeout. A watcher thread sees
+the worker stop and sends every open WebSocket a Close 1001 at once, so
+the clients answer and the sessions end (``on_close`` included) well
+before that. A process that exits otherwise (werkzeug's server on Ctrl-C)
+does the same at exit, waiting for at most the longest ``CLOSE_TIMEOUT``
+and the time to drain TCP.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..takeover import gunicorn_worker
+from ..views import close_all
+from .loop import ThreadEventLoop
+from .transport import ThreadTransport
+
+if TYPE_CHECKING:
+    from ..views import WebSocketView
+
+__all__ = ["running", "serve"]
+
+logger = logging.getLogger("duck_ws_sync")
+
+# Beyond CLOSE_TIMEOUT, what ending a session may take at exit (see sessions.py).
+_EXIT_SLACK = 3.0
+# How often the watcher looks whether the gunicorn worker is stopping.
+_WATCH_EVERY = 0.1
+
+_lock = threading.Lock()
+_sessions: dict[int, WebSocketView] = {}  # by the ident of the thread that serves it
+_hooks_installed = False
+
+
+def serve(view: WebSocketView, sock: Any, initial_data: bytes, ended: Callable[[], None]) -> None:
+    """Serve ``view``'s connection (its 101 written) in the calling thread, until it has ended; then call ``ended``."""
+    _install_hooks()
+    ident = threading.get_ident()
+    with _lock:
+        _sessions[ident] = view
+    try:
+        view.serve_on(ThreadEventLoop(), ThreadTransport, sock, initial_data)
+    except Exception:
+        logger.exception("WebSocket session of %s failed", type(view).__name__)
+    finally:
+        with _lock:
+            _sessions.pop(ident, None)
+        ended()
+
+
+def running() -> int:
+    """How many sessions of this process have not ended (their ``on_close`` included)."""
+    return len(_sessions)
+
+
+def _install_hooks() -> None:
+    global _hooks_installed  # noqa: PLW0603 (once per process)
+    with _lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+    atexit.register(_end_sessions)
+    worker = gunicorn_worker()
+    if worker is not None:
+        threading.Thread(target=_watch_worker, args=(worker,), name="duck_ws_sync-shutdown", daemon=True).start()
+
+
+def _watch_worker(worker: Any) -> None:
+    """Close every WebSocket with 1001 as soon as the gunicorn worker stops (it stops accepting, then waits)."""
+    while worker.alive:
+        time.sleep(_WATCH_EVERY)
+    if _sessions:
+        logger.info("worker stopping: closing %d WebSockets with 1001", len(_sessions))
+        close_all(1001, "Server shutting down")
+
+
+def _end_sessions() -> None:
+    """Close every open WebSocket with 1001 and wait for the sessions to end (at exit)."""
+    if not _sessions:
+        return
+    close_all(1001, "Server shutting down")
+    deadline = (
+        time.monotonic() + max((view.CLOSE_TIMEOUT for view in list(_sessions.values())), default=0) + _EXIT_SLACK
+    )
+    while _sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _sessions:
+        logger.warning("%d WebSocket sessions did not end in time at exit", len(_sessions))

@@ -1,0 +1,229 @@
+"""Thread-per-connection servers: gunicorn's gthread worker and werkzeug's threaded server.
+
+Each WebSocket is served in its request's own OS thread, with nothing
+patched by gevent (``apps/threads_app.py``). The view suites
+(test_views, test_shim, test_host, test_load, test_examples) run under
+these servers too; here is what only they must show: blocking code in one
+view holds up only its connection, sends from any thread never interleave,
+the connection budget keeps threads for plain HTTP, and a stopping worker
+closes every WebSocket with 1001.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import re
+import signal
+import statistics
+import time
+from collections.abc import Iterator
+
+import pytest
+import websocket
+
+from tests.integration.conftest import Server, serve
+
+APP = "tests.integration.apps.threads_app:app"
+BUDGET_APP = "tests.integration.apps.threads_app:budget_app"
+TIMEOUT = 10
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module", params=["gthread", "werkzeug"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with serve(request.param, APP) as running:
+        yield running
+
+
+def connect(server: Server, path: str, timeout: float = TIMEOUT) -> websocket.WebSocket:
+    return websocket.create_connection(server.url(path), timeout=timeout)
+
+
+def get(server: Server, path: str = "/plain", timeout: float = TIMEOUT) -> tuple[int, bytes, dict[str, str]]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read(), {name.lower(): value for name, value in response.getheaders()}
+    finally:
+        connection.close()
+
+
+def post(server: Server, path: str, body: bytes) -> bytes:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+    try:
+        connection.request("POST", path, body=body)
+        response = connection.getresponse()
+        assert response.status == 200
+        return response.read()
+    finally:
+        connection.close()
+
+
+def close_code(ws: websocket.WebSocket) -> int:
+    """Read until the server's Close frame; its code."""
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big")
+
+
+def test_blocking_sleep_in_one_view_holds_up_only_its_connection(server: Server) -> None:
+    sleeper, other = connect(server, "/ws/sleepy"), connect(server, "/ws/echo")
+    try:
+        started = time.monotonic()
+        sleeper.send("sleep")  # a real time.sleep(2) in on_receive, in that connection's thread
+        round_trips = []
+        for number in range(200):
+            sent_at = time.monotonic()
+            other.send(f"echo {number}")
+            assert other.recv() == f"echo {number}"
+            round_trips.append(time.monotonic() - sent_at)
+        assert time.monotonic() - started < 2, "the echoes waited for the sleeping view"
+        p99 = statistics.quantiles(round_trips, n=100)[98]
+        assert p99 < 0.05, f"p99 {p99 * 1000:.1f} ms"
+        assert sleeper.recv() == "slept"
+        assert time.monotonic() - started >= 2
+    finally:
+        sleeper.close()
+        other.close()
+
+
+def test_threads_broadcasting_1_mib_messages_through_one_connection_never_interleave(server: Server) -> None:
+    ws = connect(server, "/ws/blast", timeout=30)
+    try:
+        ws.send(f"blast 10 {MiB}")
+        seen = set()
+        for _ in range(10):
+            message = ws.recv()
+            assert isinstance(message, bytes) and len(message) == MiB
+            assert message == bytes([message[0]]) * MiB, "frames of two messages interleaved"
+            seen.add(message[0])
+        assert seen == set(range(10))
+        assert ws.recv() == "done"
+    finally:
+        ws.close()
+
+
+def test_sends_from_another_connections_thread_and_from_a_plain_http_request(server: Server) -> None:
+    members = [connect(server, "/ws/room") for _ in range(3)]
+    try:
+        for member in members:
+            assert member.recv() == "joined"
+        members[0].send("from member 0")  # sent by member 0's thread to the others
+        assert [member.recv() for member in members[1:]] == ["from member 0"] * 2
+        assert post(server, "/notify", b"from an HTTP POST") == b"3"  # sent by the POST's thread
+        assert [member.recv() for member in members] == ["from an HTTP POST"] * 3
+    finally:
+        for member in members:
+            member.close()
+
+
+def test_200_sequential_sessions_then_a_plain_get(server: Server) -> None:
+    for number in range(200):
+        ws = connect(server, "/ws/echo")
+        ws.send(f"session {number}")
+        assert ws.recv() == f"session {number}"
+        ws.close()
+    assert get(server)[:2] == (200, b"plain")
+
+
+def test_300_concurrent_connections_each_echo_5_messages() -> None:
+    with serve("gthread", APP, "--threads", "400") as own:
+        clients = []
+        try:
+            with concurrent.futures.ThreadPoolExecutor(32) as pool:
+                clients = list(pool.map(lambda _: connect(own, "/ws/echo", timeout=30), range(300)))
+
+                def echo_five(indexed: tuple[int, websocket.WebSocket]) -> int:
+                    index, ws = indexed
+                    for number in range(5):
+                        ws.send(f"{index}:{number}")
+                        assert ws.recv() == f"{index}:{number}"
+                    return 5
+
+                assert sum(pool.map(echo_five, enumerate(clients))) == 1500
+            assert get(own)[:2] == (200, b"plain")
+        finally:
+            for ws in clients:
+                ws.close()
+
+
+def test_the_budget_refuses_upgrades_beyond_it_and_keeps_threads_for_http() -> None:
+    with serve("gthread", BUDGET_APP, "--threads", "8") as own:
+        held = [connect(own, "/ws/echo") for _ in range(6)]
+        try:
+            for _ in range(6):
+                with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                    connect(own, "/ws/echo")
+                assert refused.value.status_code == 503
+                assert refused.value.resp_headers["retry-after"] == "5"
+                assert b"Too many WebSocket connections" in refused.value.resp_body
+            for _ in range(5):
+                started = time.monotonic()
+                assert get(own, timeout=1)[:2] == (200, b"plain")
+                assert time.monotonic() - started < 1
+            for index, ws in enumerate(held):
+                ws.send(f"still {index}")
+                assert ws.recv() == f"still {index}"
+        finally:
+            for ws in held:
+                ws.close()
+        assert re.search(r"WebSocket refused with 503: 6 open", own.log()), own.log()
+
+
+def test_the_default_budget_keeps_a_quarter_of_gthreads_threads_for_http() -> None:
+    with serve("gthread", APP, "--threads", "4") as own:
+        held = [connect(own, "/ws/echo") for _ in range(3)]
+        try:
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                connect(own, "/ws/echo")
+            assert refused.value.status_code == 503
+            assert get(own, timeout=1)[:2] == (200, b"plain")
+        finally:
+            for ws in held:
+                ws.close()
+
+
+def test_sigterm_closes_every_websocket_with_1001_and_the_master_exits_in_time() -> None:
+    with serve("gthread", APP, "--threads", "32", "--graceful-timeout", "10") as own:
+        clients = [connect(own, f"/ws/echo?print=c{index}") for index in range(20)]
+        try:
+            for index, ws in enumerate(clients):
+                ws.send(f"hello {index}")
+                assert ws.recv() == f"hello {index}"
+            started = time.monotonic()
+            own.process.send_signal(signal.SIGTERM)
+            codes = [close_code(ws) for ws in clients]
+            for ws in clients:
+                ws.send_close(1001)
+            own.process.wait(15)
+            assert time.monotonic() - started < 10, "the master waited for the graceful timeout"
+        finally:
+            for ws in clients:
+                ws.close(timeout=1)
+        assert codes == [1001] * 20
+        deadline = time.monotonic() + 5
+        while own.log().count("ON_CLOSE") < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the output pipe is read by another thread
+        for index in range(20):
+            assert own.log().count(f"ON_CLOSE c{index} ") == 1, own.log()
+
+
+def test_a_max_requests_recycle_closes_websockets_with_1001() -> None:
+    with serve("gthread", APP, "--threads", "8", "--max-requests", "4") as own:
+        clients = [connect(own, f"/ws/echo?print=r{index}") for index in range(2)]
+        try:
+            for _ in range(2):  # the worker's third and fourth requests: it stops after the fourth
+                get(own)
+            assert [close_code(ws) for ws in clients] == [1001, 1001]
+        finally:
+            for ws in clients:
+                ws.close(timeout=1)
+        deadline = time.monotonic() + 10
+        while own.log().count("ON_CLOSE r") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # on_close ran once each (its close_code is the client's answer: websocket-client says 1000).
+        assert own.log().count("ON_CLOSE r0 ") == 1 and own.log().count("ON_CLOSE r1 ") == 1, own.log()
+        assert get(own)[:2] == (200, b"plain")  # the new worker answers
