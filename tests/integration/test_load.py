@@ -25,7 +25,9 @@ CONCURRENT = 300
 
 @pytest.fixture(scope="module")
 def server(server_kind: str) -> Iterator[Server]:
-    with serve(server_kind, "tests.integration.apps.load_app:app") as running:
+    # gthread: a thread for each of the CONCURRENT WebSockets, and a quarter more kept for HTTP by default.
+    extra = ("--threads", "400") if server_kind == "gthread" else ()
+    with serve(server_kind, "tests.integration.apps.load_app:app", *extra) as running:
         yield running
 
 

@@ -1,7 +1,7 @@
 """The server of the interoperability suite: the chat example, with test routes beside it.
 
-Served as ``tests.interop.app:app`` by gunicorn (``-k gevent``) and by
-gevent.pywsgi. Everything the routes below do not take goes to the chat
+Served as ``tests.interop.app:app`` by gunicorn (``-k gevent`` and
+``-k gthread``), gevent.pywsgi and werkzeug. Everything the routes below do not take goes to the chat
 example (its page at ``/`` and ``/ws/chat``), so a browser test opens the
 real chat page and reaches the test routes from the same origin.
 
@@ -25,10 +25,9 @@ client that cannot stop offering it (a browser).
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 from urllib.parse import parse_qs
-
-import gevent.event
 
 from duck_ws_sync import WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
@@ -36,11 +35,11 @@ from examples import chat, echo
 from tests.interop.payloads import KiB, MiB, describe, make
 
 CLOSED: dict[str, dict[str, Any]] = {}
-_CLOSED_EVENTS: dict[str, gevent.event.Event] = {}
+_CLOSED_EVENTS: dict[str, threading.Event] = {}  # gevent's where gevent patched threading
 
 
-def _closed_event(key: str) -> gevent.event.Event:
-    return _CLOSED_EVENTS.setdefault(key, gevent.event.Event())
+def _closed_event(key: str) -> threading.Event:
+    return _CLOSED_EVENTS.setdefault(key, threading.Event())
 
 
 def negotiated(view: WebSocketView) -> str:

@@ -1,9 +1,9 @@
 """Fixtures of the interoperability suite, and the table it writes to ``docs/interop.md``.
 
-The servers (gunicorn -k gevent and gevent.pywsgi, serving
-``tests.interop.app:app``) and the clients live for the whole run. Each test
-of ``test_clients.py`` is one check of one client under one server; when a
-run has every check of every client under both servers, the table of
+The servers (gunicorn -k gevent, gevent.pywsgi, gunicorn -k gthread and
+werkzeug, serving ``tests.interop.app:app``) and the clients live for the
+whole run. Each test of ``test_clients.py`` is one check of one client under
+one server; when a run has every check of every client under every server, the table of
 results is written to ``docs/interop.md``; a run of part of it (``-k``, a
 test named on the command line, ``-x`` stopping early) leaves the table alone.
 """
@@ -124,8 +124,9 @@ def render_table() -> str:
         "",
         f"Written on {datetime.date.today().isoformat()} by `python3 -m pytest tests/interop`: every client below ran",
         "every check against the test app of `tests/interop/app.py` (the chat example with",
-        "echo routes beside it) under gunicorn -k gevent and under gevent.pywsgi. A cell",
-        "says `pass (n/n)` when all its tests passed under both servers (n counts",
+        "echo routes beside it) under gunicorn -k gevent, gevent.pywsgi, gunicorn -k gthread",
+        "and werkzeug's threaded server. A cell says `pass (n/n)` when all its tests passed",
+        "under every server (n counts",
         "parameters times servers), `n/a` when the client cannot do it.",
         "",
         "| Client | Version | Settings | Compression | Server's answer | " + " | ".join(_COLUMNS) + " |",

@@ -3,7 +3,8 @@
 - ``/ws/echo``: echoes; the text ``"?open"`` answers ``"open N"``, the number of
   views of this app open in the worker right now.
 - ``/ws/block``: a text message ``"S"`` makes on_receive answer
-  ``{"started": t}``, block for S seconds in (cooperative) ``time.sleep``, and
+  ``{"started": t}``, block for S seconds in ``time.sleep`` (cooperative where
+  gevent patched it, a real one on a thread-per-connection server), and
   answer ``{"started": t, "ended": t'}`` (``time.monotonic``, which on Linux
   is the same clock in every process).
 - ``GET /open``: the open count, once it is zero (waits up to 5 s for the last
@@ -12,14 +13,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
-
-import gevent.event
 
 from duck_ws_sync import WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
 
-IDLE = gevent.event.Event()
+IDLE = threading.Event()  # a gevent event where gevent patched threading
 IDLE.set()
 
 
@@ -27,19 +27,22 @@ class Tally:
     """Views of this app open in the worker right now."""
 
     open = 0
+    lock = threading.Lock()  # views open and close in threads of their own on gthread
 
 
 class Counted(WebSocketView):
     PING_INTERVAL = None
 
     async def on_open(self) -> None:
-        Tally.open += 1
-        IDLE.clear()
+        with Tally.lock:
+            Tally.open += 1
+            IDLE.clear()
 
     async def on_close(self) -> None:
-        Tally.open -= 1
-        if Tally.open == 0:
-            IDLE.set()
+        with Tally.lock:
+            Tally.open -= 1
+            if Tally.open == 0:
+                IDLE.set()
 
 
 class Echo(Counted):
