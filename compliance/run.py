@@ -267,11 +267,12 @@ def _wstest_version(wstest: Path) -> str | None:
 
 
 class Server:
-    """The echo app under ``gunicorn -k gevent`` on 127.0.0.1, on a port the kernel chose."""
+    """The echo app under ``gunicorn -k WORKER`` (gevent or gthread) on 127.0.0.1, on a port the kernel chose."""
 
-    def __init__(self, log: Path, log_level: str) -> None:
+    def __init__(self, log: Path, log_level: str, worker: str = "gevent") -> None:
         self.log = log
         self.log_level = log_level
+        self.worker = worker
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -285,7 +286,8 @@ class Server:
             fd = listener.fileno()
             command = [
                 sys.executable, "-m", "gunicorn",
-                "-k", "gevent",
+                "-k", self.worker,
+                *(["--threads", "16"] if self.worker == "gthread" else []),
                 "-w", "1",
                 "-b", f"fd://{fd}",
                 "--chdir", str(REPO),
@@ -600,6 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["debug", "info", "warning", "error"],
         help="gunicorn's and duck_ws_sync's log level in server.log",
     )
+    parser.add_argument(
+        "--worker", choices=("gevent", "gthread"), default="gevent", help="gunicorn's worker class (default gevent)"
+    )
     parser.add_argument("--reinstall", action="store_true", help="rebuild the fuzzing client")
     parser.add_argument("--install-only", action="store_true", help="build the fuzzing client, run nothing")
     parser.add_argument(
@@ -630,9 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         clean_outdir(outdir)
         code = source_state()
-        server = Server(outdir / "server.log", args.server_log_level)
+        server = Server(outdir / "server.log", args.server_log_level, args.worker)
         server.start()
-        say(f"gunicorn -k gevent (pid {server.process.pid if server.process else '?'}) serving {server.url}")
+        say(f"gunicorn -k {args.worker} (pid {server.process.pid if server.process else '?'}) serving {server.url}")
         say(f"running cases {' '.join(args.cases)}" + (f" minus {' '.join(args.exclude)}" if args.exclude else ""))
         fuzz_started = time.monotonic()
         announced = run_fuzzer(wstest, server.url, args.cases, args.exclude, outdir, args.timeout)
