@@ -21,10 +21,15 @@ PEERS = Path(__file__).resolve().parent / "peers"
 RAW = "raw"  # the key of the reference server: every ratio is to it
 
 
-def _gunicorn(app: str) -> tuple[str, ...]:
+# gunicorn -k gthread's threads: a thread per WebSocket for W2's and W5's 1,000
+# connections, and a quarter more for HTTP (the default budget keeps them).
+GTHREAD_THREADS = 1400
+
+
+def _gunicorn(app: str, worker: tuple[str, ...] = ("-k", "gevent")) -> tuple[str, ...]:
     options = ["--no-control-socket"] if _gunicorn_has("control_socket_disable") else []
     return (
-        sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", "127.0.0.1:0",
+        sys.executable, "-m", "gunicorn", *worker, "-w", "1", "-b", "127.0.0.1:0",
         "--backlog", "4096", "--worker-connections", "20000", "--graceful-timeout", "2",
         "--log-level", "info", *options, app,
     )  # fmt: skip
@@ -68,7 +73,12 @@ def servers(root: Path, compare: Sequence[Path] = ()) -> list[Spec]:
         _peer("flask-sock", "Flask-Sock (gunicorn gevent)", _gunicorn("flask_sock_app:app"), gunicorn=True),
         _peer("duck-gunicorn", "duck_ws_sync (gunicorn gevent)", _gunicorn("duck_app:app"), root, gunicorn=True),
         _peer("duck-pywsgi", "duck_ws_sync (pywsgi)", _script("duck_pywsgi.py"), root),
-    ]
+        _peer(
+            "duck-gthread", "duck_ws_sync (gunicorn gthread)",
+            _gunicorn("duck_app:app", ("-k", "gthread", "--threads", str(GTHREAD_THREADS))), root,
+            gunicorn=True, threaded=True,
+        ),
+    ]  # fmt: skip
     for number, other in enumerate(compare, 1):
         label = f"duck_ws_sync #{number} (pywsgi)"
         specs.append(_peer(f"duck-pywsgi-{number}", label, _script("duck_pywsgi.py"), other))

@@ -76,6 +76,7 @@ class Spec:
     cwd: Path | None = None  # also first on sys.path for ``python -m``
     raw: bool = False  # plain TCP echo, no WebSocket
     floor: bool = False  # the minimal WebSocket echo: no W4, whose memory it would not represent
+    threaded: bool = False  # a thread per connection: W4 only at sizes it has threads for
     http: bool = False  # plain HTTP only: the startup check is a GET
     gunicorn: bool = False  # the serving process is the master's child
     root: Path | None = None  # duck_ws_sync's: the checkout it is imported from

@@ -67,8 +67,13 @@ def _every(spec: Spec) -> bool:
     return True
 
 
-def _not_floor(spec: Spec) -> bool:
-    return not spec.floor
+def _idle_at(size: int) -> Callable[[Spec], bool]:
+    """W4 at ``size``: every server but the floor, and a thread-per-connection one only up to 1,000."""
+
+    def applies(spec: Spec) -> bool:
+        return not spec.floor and (not spec.threaded or size <= 1000)
+
+    return applies
 
 
 def _duck_and_raw(spec: Spec) -> bool:
@@ -223,7 +228,7 @@ def table(settings: Settings) -> list[Workload]:
     ]  # fmt: skip
     for size in settings.idle_sizes:
         title = f"W4: RSS per idle conn at {size:,} conns, KiB"
-        rows.append(Workload(f"W4@{size}", "W4", title, True, True, _not_floor, _idle(size)))
+        rows.append(Workload(f"W4@{size}", "W4", title, True, True, _idle_at(size), _idle(size)))
     title = f"W5: 32 B to {settings.bcast_conns:,} clients, ms until the last has it"
     rows.append(Workload("W5", "W5", title, True, False, _every, _bcast))
     return rows

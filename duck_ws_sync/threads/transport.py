@@ -40,9 +40,10 @@ __all__ = ["ThreadTransport"]
 
 logger = logging.getLogger("duck_ws_sync")
 
-# The receive buffer of each thread (a frame's payload of 64 KiB or more is
-# read straight into place, ``ServerConnection.receive_buffer``).
-RECEIVE_SIZE = 64 * 1024
+# The receive buffer of each thread: small, since a thread serves one
+# connection and an idle one must stay cheap (a frame's payload of 64 KiB or
+# more is read straight into place, ``ServerConnection.receive_buffer``).
+RECEIVE_SIZE = 16 * 1024
 # Chunks written by one sendmsg() (far below any system's IOV_MAX).
 _MAX_GATHER = 64
 

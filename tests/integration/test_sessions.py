@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import CLOSE, TEXT
-from tests.integration.conftest import GEVENT_KINDS, Server, serve
+from tests.integration.conftest import Server, gevent_only, serve
 from tests.integration.test_views import (
     APP,
     answer_close,
@@ -30,14 +30,9 @@ from tests.integration.test_views import (
 )
 
 
-@pytest.fixture(scope="module", params=GEVENT_KINDS)
-def server_kind(request: pytest.FixtureRequest) -> str:
-    """The gevent host only: on a thread-per-connection server the session runs inside the call (test_threads.py)."""
-    return str(request.param)
-
-
 @pytest.fixture(scope="module")
 def server(server_kind: str) -> Iterator[Server]:
+    gevent_only(server_kind, "threads serve the session inside its WSGI call (tests/integration/test_threads.py)")
     with serve(server_kind, APP) as running:
         yield running
 

@@ -227,3 +227,27 @@ def test_a_max_requests_recycle_closes_websockets_with_1001() -> None:
         # on_close ran once each (its close_code is the client's answer: websocket-client says 1000).
         assert own.log().count("ON_CLOSE r0 ") == 1 and own.log().count("ON_CLOSE r1 ") == 1, own.log()
         assert get(own)[:2] == (200, b"plain")  # the new worker answers
+
+
+def test_the_budget_works_on_gevent_and_a_closed_websocket_frees_its_place() -> None:
+    with serve("gunicorn", BUDGET_APP) as own:
+        held = [connect(own, "/ws/echo") for _ in range(6)]
+        try:
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                connect(own, "/ws/echo")
+            assert refused.value.status_code == 503
+            assert refused.value.resp_headers["retry-after"] == "5"
+            held.pop().close()
+            deadline = time.monotonic() + 5
+            while True:  # the closed session gives its place back when its on_close has run
+                try:
+                    held.append(connect(own, "/ws/echo"))
+                    break
+                except websocket.WebSocketBadStatusException:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            held[-1].send("the seventh")
+            assert held[-1].recv() == "the seventh"
+        finally:
+            for ws in held:
+                ws.close()
