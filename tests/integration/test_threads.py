@@ -251,3 +251,14 @@ def test_the_budget_works_on_gevent_and_a_closed_websocket_frees_its_place() -> 
         finally:
             for ws in held:
                 ws.close()
+
+
+def test_werkzeug_serving_one_request_at_a_time_refuses_clearly() -> None:
+    with serve("werkzeug", APP, "--single") as own:
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            connect(own, "/ws/echo")
+        assert refused.value.status_code == 500
+        assert b"one request at a time" in refused.value.resp_body
+        assert b"threaded=True" in refused.value.resp_body
+        assert get(own)[:2] == (200, b"plain")
+    assert "cannot serve a WebSocket" in own.log()
