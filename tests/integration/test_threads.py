@@ -211,6 +211,24 @@ def test_sigterm_closes_every_websocket_with_1001_and_the_master_exits_in_time()
             assert own.log().count(f"ON_CLOSE c{index} ") == 1, own.log()
 
 
+def test_a_reload_closes_the_old_workers_websockets_with_1001() -> None:
+    """SIGHUP: the master starts new workers and stops the old ones (SIGTERM), whose WebSockets get 1001."""
+    with serve("gthread", APP, "--threads", "8") as own:
+        clients = [connect(own, f"/ws/echo?print=h{index}") for index in range(3)]
+        try:
+            own.process.send_signal(signal.SIGHUP)
+            assert [close_code(ws) for ws in clients] == [1001] * 3
+        finally:
+            for ws in clients:
+                ws.close(timeout=1)
+        fresh = connect(own, "/ws/echo")  # a new worker serves
+        try:
+            fresh.send("after the reload")
+            assert fresh.recv() == "after the reload"
+        finally:
+            fresh.close()
+
+
 def test_a_max_requests_recycle_closes_websockets_with_1001() -> None:
     with serve("gthread", APP, "--threads", "8", "--max-requests", "4") as own:
         clients = [connect(own, f"/ws/echo?print=r{index}") for index in range(2)]
