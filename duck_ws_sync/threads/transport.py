@@ -26,6 +26,7 @@ import logging
 import math
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ logger = logging.getLogger("duck_ws_sync")
 RECEIVE_SIZE = 16 * 1024
 # Chunks written by one sendmsg() (far below any system's IOV_MAX).
 _MAX_GATHER = 64
+# What a non-blocking socket raises when it would block (TLS: when a record is incomplete or cannot go out yet).
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 _per_thread = threading.local()
 
@@ -69,7 +72,7 @@ class ThreadTransport(Channel):
         settings: The view, for its timeouts and heartbeat settings.
     """
 
-    __slots__ = ("_buffer", "_core_lock", "_initial_data", "_loop", "_loop_thread", "_reading")
+    __slots__ = ("_buffer", "_core_lock", "_gather", "_initial_data", "_loop", "_loop_thread", "_reading", "_tls")
 
     def __init__(
         self,
@@ -91,6 +94,10 @@ class ThreadTransport(Channel):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._buffer = _receive_buffer()
+        # TLS: decrypted bytes may wait in the socket object, unseen by the
+        # selector, and records are written one send() at a time.
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._gather = not self._tls
         self._start_clock(settings, time.monotonic())
         sock.setblocking(False)
         inbox.on_space = self._resume_reading
@@ -148,10 +155,10 @@ class ThreadTransport(Channel):
         deadline = time.monotonic() + self._limits.send_timeout
         try:
             while chunks:
-                batch = chunks[:_MAX_GATHER]
+                batch = chunks[:_MAX_GATHER] if self._gather else chunks[:1]
                 try:
                     sent = sock.send(batch[0]) if len(batch) == 1 else sock.sendmsg(batch)
-                except BlockingIOError:
+                except _WOULD_BLOCK:
                     sent = 0
                 chunks = _rest(chunks, sent)
                 if chunks:
@@ -191,7 +198,7 @@ class ThreadTransport(Channel):
             target = connection.receive_buffer()
         try:
             size = self.socket.recv_into(self._buffer if target is None else target)
-        except BlockingIOError:
+        except _WOULD_BLOCK:
             return
         except OSError as exc:
             logger.debug("connection lost while reading: %s", exc)
@@ -205,6 +212,8 @@ class ThreadTransport(Channel):
             self._receive(self._buffer[:size] if target is None else size)
         if self.inbox.full:
             self._pause_reading()
+        elif self._tls and self._reading and self._loop is not None and self.socket.pending():  # type: ignore[attr-defined]
+            self._loop.call_soon(self._on_readable)
 
     def _receive(self, data: memoryview | bytes | int | None) -> None:
         """Feed one read to the core (None: end of stream) and act on the events."""
@@ -264,7 +273,7 @@ class ThreadTransport(Channel):
                     try:
                         if not sock.recv_into(self._buffer):
                             break
-                    except BlockingIOError:
+                    except _WOULD_BLOCK:
                         if not _wait_readable(sock, deadline):
                             break
         with contextlib.suppress(OSError):

@@ -269,9 +269,10 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     return ca_file, cert_file, key_file
 
 
-def test_wss_through_gunicorn(certificates: tuple[Path, Path, Path]) -> None:
+@pytest.mark.parametrize("kind", ["gunicorn", "gthread"])
+def test_wss_through_gunicorn(certificates: tuple[Path, Path, Path], kind: str) -> None:
     ca_file, cert_file, key_file = certificates
-    with serve("gunicorn", APP, "--certfile", str(cert_file), "--keyfile", str(key_file)) as tls:
+    with serve(kind, APP, "--certfile", str(cert_file), "--keyfile", str(key_file)) as tls:
         url = tls.url("/ws/echo", scheme="wss")
         big = os.urandom(1024 * 1024)
         for _ in range(2):  # the worker serves a second TLS WebSocket after the first
