@@ -22,9 +22,22 @@ if TYPE_CHECKING:
     from .inbox import Inbox
     from .protocol import ServerConnection
 
-__all__ = ["Channel"]
+__all__ = ["MAX_GATHER", "Channel", "unsent"]
 
 logger = logging.getLogger("duck_ws_sync")
+
+# Chunks written by one sendmsg() (far below any system's IOV_MAX).
+MAX_GATHER = 64
+
+
+def unsent(chunks: list[Any], sent: int) -> list[Any]:
+    """What is left of ``chunks`` to write after the first ``sent`` bytes went out."""
+    for index, chunk in enumerate(chunks):
+        size = len(chunk)
+        if sent < size:
+            return [memoryview(chunk)[sent:] if sent else chunk, *chunks[index + 1 :]]
+        sent -= size
+    return []
 
 
 class Channel(Heartbeat):

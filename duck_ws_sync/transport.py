@@ -37,7 +37,7 @@ import gevent
 import gevent.lock
 from gevent.hub import Waiter
 
-from .channel import Channel
+from .channel import MAX_GATHER, Channel, unsent
 from .exceptions import LocalProtocolError
 from .inbox import Inbox
 from .protocol import Pong, ServerConnection
@@ -49,8 +49,6 @@ logger = logging.getLogger("duck_ws_sync")
 
 # The size of the receive buffer that the connections of one thread share.
 RECEIVE_SIZE = 256 * 1024
-# Chunks written by one sendmsg() (far below any system's IOV_MAX).
-_MAX_GATHER = 64
 _BUFFER_ATTRIBUTE = "_duck_ws_sync_receive_buffer"
 
 
@@ -232,17 +230,12 @@ class Transport(Channel):
         """
         if not chunks:
             return []
-        batch = chunks[:_MAX_GATHER]
+        batch = chunks[:MAX_GATHER]
         try:
             sent = self._raw_socket.send(batch[0]) if len(batch) == 1 else self._raw_socket.sendmsg(batch)
         except BlockingIOError:
             sent = 0
-        for index, chunk in enumerate(chunks):
-            size = len(chunk)
-            if sent < size:
-                return [memoryview(chunk)[sent:] if sent else chunk, *chunks[index + 1 :]]
-            sent -= size
-        return []
+        return unsent(chunks, sent)
 
     # The clock: one deadline among the thread's (``timers.py``), handled in the hub.
 

@@ -31,7 +31,7 @@ from .transport import ThreadTransport
 if TYPE_CHECKING:
     from ..views import WebSocketView
 
-__all__ = ["running", "serve"]
+__all__ = ["serve"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -59,11 +59,6 @@ def serve(view: WebSocketView, sock: Any, initial_data: bytes, ended: Callable[[
         with _lock:
             _sessions.pop(ident, None)
         ended()
-
-
-def running() -> int:
-    """How many sessions of this process have not ended (their ``on_close`` included)."""
-    return len(_sessions)
 
 
 def _install_hooks() -> None:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..channel import Channel
+from ..channel import MAX_GATHER, Channel, unsent
 from ..exceptions import LocalProtocolError
 from ..inbox import Inbox
 from ..protocol import ServerConnection
@@ -45,8 +45,6 @@ logger = logging.getLogger("duck_ws_sync")
 # connection and an idle one must stay cheap (a frame's payload of 64 KiB or
 # more is read straight into place, ``ServerConnection.receive_buffer``).
 RECEIVE_SIZE = 16 * 1024
-# Chunks written by one sendmsg() (far below any system's IOV_MAX).
-_MAX_GATHER = 64
 # What a non-blocking socket raises when it would block (TLS: when a record is incomplete or cannot go out yet).
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -155,12 +153,12 @@ class ThreadTransport(Channel):
         deadline = time.monotonic() + self._limits.send_timeout
         try:
             while chunks:
-                batch = chunks[:_MAX_GATHER] if self._gather else chunks[:1]
+                batch = chunks[:MAX_GATHER] if self._gather else chunks[:1]
                 try:
                     sent = sock.send(batch[0]) if len(batch) == 1 else sock.sendmsg(batch)
                 except _WOULD_BLOCK:
                     sent = 0
-                chunks = _rest(chunks, sent)
+                chunks = unsent(chunks, sent)
                 if chunks:
                     _wait_writable(sock, deadline)
         except TimeoutError:
@@ -278,16 +276,6 @@ class ThreadTransport(Channel):
                             break
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-
-
-def _rest(chunks: list[Any], sent: int) -> list[Any]:
-    """What is left of ``chunks`` after ``sent`` bytes were written."""
-    for index, chunk in enumerate(chunks):
-        size = len(chunk)
-        if sent < size:
-            return [memoryview(chunk)[sent:] if sent else chunk, *chunks[index + 1 :]]
-        sent -= size
-    return []
 
 
 def _wait_writable(sock: socket.socket, deadline: float) -> None:
