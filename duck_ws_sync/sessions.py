@@ -128,9 +128,9 @@ def _end_sessions() -> None:
     """Close every open WebSocket with 1001 and wait for the sessions to end (at exit)."""
     if not _sessions:
         return
-    close_all(1001, "Server shutting down")
     deadline = time.monotonic() + max(view.CLOSE_TIMEOUT for view in _sessions.values()) + _EXIT_SLACK
     while _sessions and time.monotonic() < deadline:
+        close_all(1001, "Server shutting down")  # those that opened meanwhile too
         gevent.sleep(0.05)
     if not _sessions:
         return

@@ -74,23 +74,30 @@ def _install_hooks() -> None:
 
 
 def _watch_worker(worker: Any) -> None:
-    """Close every WebSocket with 1001 as soon as the gunicorn worker stops (it stops accepting, then waits)."""
+    """Close every WebSocket with 1001 as soon as the gunicorn worker stops (it stops accepting, then waits).
+
+    A session whose 101 went out just before the worker stopped may not be
+    open yet when it stops, and a request in flight may still upgrade: the
+    watcher goes on closing what opens until the process ends.
+    """
     while worker.alive:
         time.sleep(_WATCH_EVERY)
-    if _sessions:
-        logger.info("worker stopping: closing %d WebSockets with 1001", len(_sessions))
-        close_all(1001, "Server shutting down")
+    while True:
+        closed = close_all(1001, "Server shutting down")
+        if closed:
+            logger.info("worker stopping: closed %d WebSockets with 1001", closed)
+        time.sleep(_WATCH_EVERY)
 
 
 def _end_sessions() -> None:
     """Close every open WebSocket with 1001 and wait for the sessions to end (at exit)."""
     if not _sessions:
         return
-    close_all(1001, "Server shutting down")
     deadline = (
         time.monotonic() + max((view.CLOSE_TIMEOUT for view in list(_sessions.values())), default=0) + _EXIT_SLACK
     )
     while _sessions and time.monotonic() < deadline:
+        close_all(1001, "Server shutting down")  # those that opened meanwhile too
         time.sleep(0.05)
     if _sessions:
         logger.warning("%d WebSocket sessions did not end in time at exit", len(_sessions))

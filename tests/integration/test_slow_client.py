@@ -22,6 +22,7 @@ def server(server_kind):
 def test_sends_to_a_client_that_stops_reading_time_out_and_drop_it(server):
     stalled = RawClient(server.port)
     assert stalled.handshake("/room") == 101
+    assert stalled.read_frame()[3] == b"joined"  # a member of the room before anyone sends
     sender = websocket.create_connection(server.url("/room"), timeout=10)
     try:
         assert sender.recv() == "joined"
