@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import greenlet
 
+from .protocol import State
 from .views import close_all
 
 if TYPE_CHECKING:
     from .views import WebSocketView
 
-__all__ = ["running", "serve", "start"]
+__all__ = ["end_sessions", "running", "serve", "start"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -119,26 +120,43 @@ def _install_hooks(close_on_sigterm: bool) -> None:
     global _exit_hook_installed  # noqa: PLW0603 (once per process)
     if not _exit_hook_installed:
         _exit_hook_installed = True
-        atexit.register(_end_sessions)
+        atexit.register(end_sessions)
     if close_on_sigterm:
         _close_sessions_on_sigterm()
 
 
-def _end_sessions() -> None:
-    """Close every open WebSocket with 1001 and wait for the sessions to end (at exit)."""
+def end_sessions(hub: Any = None) -> None:
+    """Close the sessions of ``hub``'s thread (this thread's by default) with 1001 and wait until they have ended.
+
+    The wait lasts at most the longest ``CLOSE_TIMEOUT`` and the time to
+    drain TCP; sessions still running then are killed, which runs their
+    ``on_close`` too. Used at exit, and by ``duck_ws_sync.testing`` as a
+    server it runs stops.
+    """
     if not _sessions:
         return
-    deadline = time.monotonic() + max(view.CLOSE_TIMEOUT for view in _sessions.values()) + _EXIT_SLACK
-    while _sessions and time.monotonic() < deadline:
-        close_all(1001, "Server shutting down")  # those that opened meanwhile too
+    hub = gevent.get_hub() if hub is None else hub
+
+    def views() -> dict[greenlet.greenlet, WebSocketView]:
+        return {runner: view for runner, view in list(_sessions.items()) if runner.parent is hub}
+
+    left = views()
+    if not left:
+        return
+    deadline = time.monotonic() + max(view.CLOSE_TIMEOUT for view in left.values()) + _EXIT_SLACK
+    while left and time.monotonic() < deadline:
+        for view in left.values():  # those that opened meanwhile too
+            if view.state is State.OPEN:
+                view.send_close(1001, "Server shutting down")
         gevent.sleep(0.05)
-    if not _sessions:
+        left = views()
+    if not left:
         return
-    logger.warning("%d WebSocket sessions did not end in time at exit: killing them", len(_sessions))
-    for runner in list(_sessions):
+    logger.warning("%d WebSocket sessions did not end in time: killing them", len(left))
+    for runner in left:
         gevent.kill(runner)
     deadline = time.monotonic() + _KILL_GRACE
-    while _sessions and time.monotonic() < deadline:
+    while views() and time.monotonic() < deadline:
         gevent.sleep(0.05)
 
 
