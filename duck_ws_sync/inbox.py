@@ -90,7 +90,7 @@ class Inbox:
         """Start the session ``coroutine`` as a task that messages can be handed to directly."""
         self._coroutine = coroutine
         self._context = contextvars.copy_context()
-        self._task = self._loop.create_task(self._drive(coroutine), context=self._context)
+        self._task = self._loop.create_task(TaskCoroutine(self._drive(coroutine)), context=self._context)
         return self._task
 
     # The reader's side.
@@ -247,3 +247,30 @@ class _Ended:
 
 def _nothing() -> None:
     pass
+
+
+class TaskCoroutine:
+    """A generator presented to asyncio as a task's coroutine (from Python 3.12 on, tasks take nothing else).
+
+    ``send``, ``throw`` and ``close`` are the generator's own bound methods,
+    so a step of the task calls straight into the generator.
+    """
+
+    __slots__ = ("_generator", "close", "send", "throw")
+
+    def __init__(self, generator: Generator[Any, Any, Any]) -> None:
+        self._generator = generator
+        self.send = generator.send
+        self.throw = generator.throw
+        self.close = generator.close
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self._generator
+
+    @property
+    def cr_frame(self) -> Any:
+        """The generator's frame (for ``Task.get_stack`` and reprs)."""
+        return self._generator.gi_frame  # type: ignore[attr-defined]
+
+
+Coroutine.register(TaskCoroutine)

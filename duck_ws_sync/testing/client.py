@@ -24,7 +24,7 @@ OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
 OPCODE_PONG = websocket.ABNF.OPCODE_PONG
 
 
-class WebSocketClient(websocket.WebSocket):  # type: ignore[misc]
+class WebSocketClient(websocket.WebSocket):
     """A connected websocket-client ``WebSocket`` (made by ``LiveServer.connect``), plus helpers for tests.
 
     Attributes:
@@ -40,7 +40,13 @@ class WebSocketClient(websocket.WebSocket):  # type: ignore[misc]
         self.close_code: int | None = None
         self.close_reason = ""
         self._answered = False  # the server's Close was answered
-        self._early: deque[str | bytes] = deque()  # messages that came while ping() waited for its pong
+        self._early: deque[str | bytes] = deque()  # messages that came while ping_pong() waited for its pong
+
+    def __enter__(self) -> WebSocketClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def connect(self, url: str, **options: Any) -> None:
         """Connect to ``url`` (websocket-client's, keeping the URL for the messages of failed assertions)."""
@@ -56,7 +62,7 @@ class WebSocketClient(websocket.WebSocket):  # type: ignore[misc]
             self.close_reason = payload[2:].decode("utf-8", "replace")
         return frame
 
-    def send_close(self, status: int = websocket.STATUS_NORMAL, reason: bytes = b"") -> None:
+    def send_close(self, status: int = websocket.STATUS_NORMAL, reason: str | bytes = b"") -> None:
         """Send a Close; websocket-client's answer to the server's Close echoes its code (RFC 6455 §5.5.1)."""
         if self.close_code is not None and not self._answered:
             self._answered = True
@@ -64,7 +70,7 @@ class WebSocketClient(websocket.WebSocket):  # type: ignore[misc]
                 status = self.close_code
         super().send_close(status, reason)
 
-    def close(self, status: int = 1000, reason: bytes = b"", timeout: float = 3) -> None:
+    def close(self, status: int = 1000, reason: str | bytes = b"", timeout: float | None = 3) -> None:
         """Close the connection (websocket-client's), or only the socket once the server's Close was answered."""
         if self.close_code is not None:
             with contextlib.suppress(OSError, websocket.WebSocketException):
@@ -92,7 +98,8 @@ class WebSocketClient(websocket.WebSocket):  # type: ignore[misc]
             if opcode == OPCODE_BINARY:
                 return bytes(payload)
             if opcode == OPCODE_CLOSE:
-                raise AssertionError(f"the server closed the connection ({self._close_text()}) instead of sending a message")
+                closed = self._close_text()
+                raise AssertionError(f"the server closed the connection ({closed}) instead of sending a message")
 
     def receive_json(self, timeout: float | None = None) -> Any:
         """The next message, decoded from JSON (AssertionError when it is not JSON)."""
@@ -132,15 +139,16 @@ class WebSocketClient(websocket.WebSocket):  # type: ignore[misc]
             raise AssertionError(f"the server closed with {self._close_text()}, not the reason {reason!r}")
         return self.close_code, self.close_reason
 
-    def ping(self, payload: bytes | str = b"", timeout: float | None = None) -> float:
+    def ping_pong(self, payload: bytes | str = b"", timeout: float | None = None) -> float:
         """Send a Ping and wait for the Pong that echoes ``payload``; return the round trip in seconds.
 
-        Messages that come meanwhile are kept for ``receive``.
+        Messages that come meanwhile are kept for ``receive``. (websocket-client's
+        ``ping`` only sends.)
         """
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
         deadline = self._deadline(timeout)
         started = time.monotonic()
-        super().ping(data)
+        self.ping(data)
         while True:
             opcode, frame_payload = self._next(deadline, "Pong")
             if opcode == OPCODE_PONG and bytes(frame_payload) == data:
@@ -182,7 +190,8 @@ class WebSocketClient(websocket.WebSocket):  # type: ignore[misc]
             seconds = "ever" if deadline is None else f"{deadline[1]:g} s"
             raise AssertionError(f"no {what} from {self.url} within {seconds}") from None
         except websocket.WebSocketConnectionClosedException:
-            raise AssertionError(f"the connection to {self.url} ended without a Close frame (1006) while waiting for a {what}") from None
+            ended = f"the connection to {self.url} ended without a Close frame (1006)"
+            raise AssertionError(f"{ended} while waiting for a {what}") from None
         finally:
             if self.connected:
                 self.settimeout(previous)

@@ -7,6 +7,9 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import websocket
+
+from .client import WebSocketClient
 from .servers import GunicornServer, InProcessServer, listen, load
 
 __all__ = ["LiveServer", "serve"]
@@ -37,7 +40,7 @@ class LiveServer:
         self.host = host
         self.port = port
         self.url = f"http://{host}:{port}"
-        self._clients: list[Any] = []
+        self._clients: list[WebSocketClient] = []
         self.stopped = False
 
     def __repr__(self) -> str:
@@ -57,7 +60,7 @@ class LiveServer:
         """The ``ws://`` URL of ``path`` on this server."""
         return f"ws://{self.host}:{self.port}/{path.lstrip('/')}"
 
-    def connect(self, path: str = "/", **options: Any) -> Any:
+    def connect(self, path: str = "/", **options: Any) -> WebSocketClient:
         """Open a WebSocket to ``path``: a connected ``WebSocketClient`` (websocket-client's ``WebSocket``).
 
         ``options`` go to ``websocket.create_connection``: ``header`` (or
@@ -65,16 +68,13 @@ class LiveServer:
         (10 s unless given, so that no test waits forever)... The connection
         is closed when the server stops, if it is still open.
         """
-        import websocket
-
-        from .client import WebSocketClient
-
         if self.stopped:
             raise RuntimeError(f"{self!r}: the server has stopped")
         if "headers" in options:
             options["header"] = options.pop("headers")
         options.setdefault("timeout", DEFAULT_TIMEOUT)
         client = websocket.create_connection(self.ws_url(path), class_=WebSocketClient, **options)
+        assert isinstance(client, WebSocketClient)
         self._clients.append(client)
         return client
 

@@ -48,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def ws_live_server(request: pytest.FixtureRequest, ws_app: Any) -> Any:
     """The ``LiveServer`` serving the application of the ``ws_app`` fixture, for as long as ``ws_app`` lives."""
-    from .live import serve
+    from .live import serve  # noqa: PLC0415 (pytest loads this module in every run: gevent only when used)
 
     marker = request.node.get_closest_marker("ws_server")
     args, kwargs = (marker.args, marker.kwargs) if marker is not None else ((), {})
@@ -82,8 +82,8 @@ def _scope_node(request: pytest.FixtureRequest, name: str) -> Any:
     """The collection node whose lifetime is that of the fixture ``name`` (the test's, when it cannot be told)."""
     try:
         # pytest has no public way to read another fixture's scope.
-        scope = request._get_active_fixturedef(name).scope  # noqa: SLF001
-    except Exception:  # noqa: BLE001 (a pytest without it: per test, which is always right)
+        scope = request._get_active_fixturedef(name).scope
+    except Exception:  # a pytest without it: per test, which is always right
         scope = "function"
     node = request.node
     if scope == "class":

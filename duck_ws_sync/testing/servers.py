@@ -30,6 +30,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
+import gevent.event
+import gevent.socket
+from gevent import monkey, pywsgi
+
+from ..sessions import end_sessions
+
 __all__ = ["GunicornServer", "InProcessServer", "load", "original"]
 
 # A request line no server takes: the answer (400) shows a worker is up.
@@ -40,8 +47,6 @@ _HTTP_GRACE = 2.0
 
 def original(module: str, name: str) -> Any:
     """``module.name`` as it was before gevent's monkey patching (as it is, when nothing was patched)."""
-    from gevent import monkey
-
     return monkey.get_original(module, name)
 
 
@@ -58,7 +63,7 @@ def load(target: str) -> Any:
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (an OS-level socket, whatever was patched)."""
-    sock = original("socket", "socket")(socket.AF_INET, socket.SOCK_STREAM)
+    sock: socket.socket = original("socket", "socket")(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -113,17 +118,13 @@ class InProcessServer:
         return True
 
     def _run(self) -> None:
-        import gevent
-        import gevent.event
-        from gevent import pywsgi
-
-        from ..sessions import end_sessions
-
         hub = gevent.get_hub()
         try:
             try:
                 listener = gevent.socket.socket(fileno=self._listener.detach())
-                server = pywsgi.WSGIServer(listener, self._app, log=None)
+                # SERVER_NAME given: pywsgi would look the address up on a thread of the hub's pool.
+                environ = {"SERVER_NAME": "127.0.0.1"}
+                server = pywsgi.WSGIServer(listener, self._app, log=None, environ=environ)
                 server.start()
                 self._stopping = gevent.event.Event()
             except BaseException as exc:
@@ -136,6 +137,7 @@ class InProcessServer:
             server.close()  # no new connections
             end_sessions(hub)
             server.stop(timeout=_HTTP_GRACE)
+            _end_threadpool(hub)
         finally:
             hub.destroy(destroy_loop=True)
             self._done.release()
@@ -230,10 +232,19 @@ class GunicornServer:
         return clean
 
 
+def _end_threadpool(hub: Any) -> None:
+    """Stop the threads of the hub's pool, if the application used it (a DNS lookup, ``gevent.threadpool``)."""
+    pool = hub._threadpool  # (hub.threadpool would make one)
+    if pool is None:
+        return
+    pool.kill()
+    deadline = time.monotonic() + _HTTP_GRACE
+    while pool.size and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+
+
 def _start_thread(target: Callable[[], None], name: str) -> Callable[[float], None]:
     """Run ``target`` on a new OS thread, even where threading is monkey-patched; return its join."""
-    from gevent import monkey
-
     if not monkey.is_module_patched("threading"):
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
@@ -256,6 +267,6 @@ def _pythonpath() -> str:
 
 def _no_control_socket() -> list[str]:
     """gunicorn 24+ opens a control socket by default; a test server needs none."""
-    from gunicorn.config import Config
+    from gunicorn.config import Config  # noqa: PLC0415 (gunicorn only where it serves)
 
     return ["--no-control-socket"] if "control_socket_disable" in Config().settings else []

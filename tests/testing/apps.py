@@ -46,8 +46,8 @@ class SayThenClose(WebSocketView):
 
 
 class Request(WebSocketView):
-    SUBPROTOCOLS = ["chat.v2"]
-    ALLOWED_ORIGINS = ["http://tests.example"]
+    SUBPROTOCOLS = ("chat.v2",)
+    ALLOWED_ORIGINS = ("http://tests.example",)
 
     async def on_open(self):
         await self.send_json(

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-USER_APP = '''
+USER_APP = """
 from duck_ws_sync import WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
 
@@ -28,9 +28,9 @@ class Echo(WebSocketView):
 
 
 app = WebSocketMiddleware(None, [path("/ws", Echo)])
-'''
+"""
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 
 from duck_ws_sync.testing import serve
@@ -60,7 +60,7 @@ def test_with_serve_under_gunicorn():
         ws = server.connect("/ws")
         ws.send("hi")
         assert ws.recv() == "You sent hi"
-'''
+"""
 
 
 @pytest.mark.timeout(900)

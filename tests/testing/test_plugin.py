@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ECHO = '''
+ECHO = """
 import pytest
 
 from duck_ws_sync import WebSocketMiddleware, WebSocketView
@@ -27,10 +27,10 @@ class Echo(WebSocketView):
 
 
 app = WebSocketMiddleware(None, [path("/ws", Echo)])
-'''
+"""
 
 # Runs the user's tests, then reports what the session left in this process.
-RUNNER = '''
+RUNNER = """
 import os, sys, threading
 import pytest
 
@@ -52,7 +52,7 @@ for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
             listening.append(fields[1])
 print("LEFT", threads, tasks, children, listening)
 sys.exit(status)
-'''
+"""
 
 
 def run_user_tests(directory: Path, *arguments: str) -> str:
@@ -74,7 +74,7 @@ def run_user_tests(directory: Path, *arguments: str) -> str:
 def test_module_scoped_app_one_server_for_the_module(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(
         ECHO
-        + textwrap.dedent('''
+        + textwrap.dedent("""
         ports = []
 
 
@@ -99,7 +99,7 @@ def test_module_scoped_app_one_server_for_the_module(tmp_path: Path) -> None:
 
         def test_connections_close_after_each_test(ws_live_server):
             assert ws_live_server._clients and all(not ws.connected for ws in ws_live_server._clients)
-        ''')
+        """)
     )
     output = run_user_tests(tmp_path)
     assert "3 passed" in output
@@ -108,7 +108,7 @@ def test_module_scoped_app_one_server_for_the_module(tmp_path: Path) -> None:
 def test_function_scoped_app_one_server_per_test(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(
         ECHO
-        + textwrap.dedent('''
+        + textwrap.dedent("""
         servers = []
 
 
@@ -125,7 +125,7 @@ def test_function_scoped_app_one_server_per_test(tmp_path: Path) -> None:
             servers.append(ws_live_server)
             assert all(server.stopped for server in servers[:-1])
             assert len({server.port for server in servers}) == len(servers)
-        ''')
+        """)
     )
     output = run_user_tests(tmp_path)
     assert "2 passed" in output
@@ -134,7 +134,7 @@ def test_function_scoped_app_one_server_per_test(tmp_path: Path) -> None:
 def test_the_marker_chooses_gunicorn_and_its_worker(tmp_path: Path) -> None:
     (tmp_path / "userapp.py").write_text(ECHO)
     (tmp_path / "test_user.py").write_text(
-        textwrap.dedent('''
+        textwrap.dedent("""
         import os
         import pytest
 
@@ -152,7 +152,7 @@ def test_the_marker_chooses_gunicorn_and_its_worker(tmp_path: Path) -> None:
             assert ws.receive() == "You sent hi"
             assert ws_live_server.pid != os.getpid()
             assert "Using worker: gthread" in ws_live_server.output
-        ''')
+        """)
     )
     output = run_user_tests(tmp_path)
     assert "1 passed" in output
@@ -161,7 +161,7 @@ def test_the_marker_chooses_gunicorn_and_its_worker(tmp_path: Path) -> None:
 def test_a_failing_assertion_says_what_happened(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(
         ECHO
-        + textwrap.dedent('''
+        + textwrap.dedent("""
         @pytest.fixture(scope="module")
         def ws_app():
             return app
@@ -170,7 +170,7 @@ def test_a_failing_assertion_says_what_happened(tmp_path: Path) -> None:
         def test_nothing_comes(ws_connect):
             ws = ws_connect("/ws")
             ws.receive(timeout=0.2)
-        ''')
+        """)
     )
     (tmp_path / "run_tests.py").write_text(RUNNER)
     result = subprocess.run(
@@ -186,7 +186,7 @@ def test_a_failing_assertion_says_what_happened(tmp_path: Path) -> None:
 def test_a_wrong_marker_is_an_error_of_the_test(tmp_path: Path, marker: str) -> None:
     (tmp_path / "test_user.py").write_text(
         ECHO
-        + textwrap.dedent(f'''
+        + textwrap.dedent(f"""
         @pytest.fixture
         def ws_app():
             return app
@@ -195,7 +195,7 @@ def test_a_wrong_marker_is_an_error_of_the_test(tmp_path: Path, marker: str) -> 
         @{marker}
         def test_echo(ws_connect):
             ws_connect("/ws")
-        ''')
+        """)
     )
     (tmp_path / "run_tests.py").write_text(RUNNER)
     result = subprocess.run(
