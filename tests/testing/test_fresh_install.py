@@ -15,20 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.testing.test_plugin import ECHO
+
 ROOT = Path(__file__).resolve().parents[2]
-
-USER_APP = """
-from duck_ws_sync import WebSocketMiddleware, WebSocketView
-from duck_ws_sync.urls import path
-
-
-class Echo(WebSocketView):
-    async def on_receive(self, data, opcode):
-        await self.send_text("You sent " + data.decode("utf-8"))
-
-
-app = WebSocketMiddleware(None, [path("/ws", Echo)])
-"""
 
 USER_TESTS = """
 import pytest
@@ -68,39 +57,20 @@ def test_a_fresh_install_tests_its_endpoints_with_plain_pytest(tmp_path: Path) -
     environment = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(environment)], check=True, timeout=120)
     python = environment / "bin" / "python"
-    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", f"{ROOT}[test]"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert install.returncode == 0, install.stdout + install.stderr
     project = tmp_path / "project"
     project.mkdir()
-    (project / "echo_app.py").write_text(textwrap.dedent(USER_APP))
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+    def run(*command: str | Path, timeout: float = 120) -> str:
+        result = subprocess.run(
+            command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    run(python, "-m", "pip", "install", "-q", f"{ROOT}[test]", timeout=600)
+    (project / "echo_app.py").write_text(ECHO)
     (project / "test_echo.py").write_text(textwrap.dedent(USER_TESTS))
-    result = subprocess.run(
-        [str(environment / "bin" / "pytest"), "-q"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "3 passed" in run(environment / "bin" / "pytest", "-q")
     # What ran was the installed package, not this checkout.
-    located = subprocess.run(
-        [str(python), "-c", "import duck_ws_sync; print(duck_ws_sync.__file__)"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert located.stdout.startswith(str(environment))
+    assert run(python, "-c", "import duck_ws_sync; print(duck_ws_sync.__file__)").startswith(str(environment))

@@ -31,8 +31,14 @@ def live() -> Iterator[LiveServer]:
         yield server
 
 
-def os_threads() -> set[str]:
-    return set(os.listdir("/proc/self/task"))
+def os_threads(expected: set[str] | None = None) -> set[str]:
+    """This process's OS threads; given ``expected``, waits a little for it (a joined thread takes a moment to go)."""
+    deadline = time.monotonic() + 1
+    found = set(os.listdir("/proc/self/task"))
+    while expected is not None and found != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+        found = set(os.listdir("/proc/self/task"))
+    return found
 
 
 def live_greenlets() -> int:
@@ -165,7 +171,7 @@ def test_stopping_closes_every_websocket_with_1001_and_leaves_nothing_behind() -
     assert other_frames == [(websocket.ABNF.OPCODE_CLOSE, (1001).to_bytes(2, "big") + b"Server shutting down")]
     assert refused(port)
     assert set(threading.enumerate()) == threads_before
-    assert os_threads() == os_threads_before
+    assert os_threads(os_threads_before) == os_threads_before
     assert live_greenlets() <= greenlets_before
     with pytest.raises(RuntimeError, match="stopped"):
         server.connect("/echo")
