@@ -26,6 +26,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
+    from .fanout import broadcast
     from .middleware import WebSocketMiddleware
     from .request import WebSocketRequest
     from .views import SendResult, WebSocketView
@@ -35,6 +36,7 @@ __version__ = "0.1.0.dev0"
 # The view layer needs gevent; it is imported on first use so that the
 # protocol names stay importable without any I/O library.
 _LAZY = {
+    "broadcast": "fanout",
     "SendResult": "views",
     "WebSocketMiddleware": "middleware",
     "WebSocketRequest": "request",
@@ -70,4 +72,5 @@ __all__ = [
     "WebSocketMiddleware",
     "WebSocketRequest",
     "WebSocketView",
+    "broadcast",
 ]

@@ -8,12 +8,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import LocalProtocolError
 from .heartbeat import Heartbeat
 from .inbox import END
 from .protocol import Message, Pong, State
@@ -26,6 +29,8 @@ __all__ = ["MAX_GATHER", "Channel", "unsent"]
 
 logger = logging.getLogger("duck_ws_sync")
 
+# linux/sockios.h: bytes in a socket's send queue not sent yet.
+_SIOCOUTQNSD = 0x894B
 # Chunks written by one sendmsg() (far below any system's IOV_MAX).
 MAX_GATHER = 64
 
@@ -68,6 +73,32 @@ class Channel(Heartbeat):
     def fail(self, code: int = 1011, reason: str = "") -> bool:
         """Fail the connection: a Close if none was sent yet, then no more frames."""
         return self.send(self.connection.fail, code, reason)
+
+    def unsent_bytes(self) -> int:
+        """Bytes written to the socket that TCP could not send yet (the client's window is full); 0 where unknown.
+
+        Linux's SIOCOUTQNSD: what is in flight (sent, not yet acknowledged)
+        does not count, so a fast client far away is not "behind".
+        """
+        try:
+            answer = fcntl.ioctl(self.socket.fileno(), _SIOCOUTQNSD, b"\0\0\0\0")
+        except (OSError, ValueError, AttributeError):
+            return 0
+        return int(struct.unpack("i", answer)[0])
+
+    def fail_now(self, code: int, reason: str = "") -> None:
+        """Fail the connection without writing: the core records our Close (for ``on_close``), TCP is dropped.
+
+        For a client that stopped reading in the middle of a frame, where
+        no Close can follow; from the connection's own loop.
+        """
+        with self._core_guard(), contextlib.suppress(LocalProtocolError):
+            self.connection.fail(code, reason)
+        self.abort()
+
+    def _core_guard(self) -> Any:
+        """What guards the protocol core against other threads (nothing: one thread uses it)."""
+        return contextlib.nullcontext()
 
     def abort(self) -> None:
         """Drop TCP at once; the reader sees the end and stops."""

@@ -35,6 +35,7 @@ from typing import Any
 
 import gevent
 import gevent.lock
+from gevent._hub_local import get_hub_if_exists
 from gevent.hub import Waiter
 
 from .channel import MAX_GATHER, Channel, unsent
@@ -253,30 +254,45 @@ class Transport(Channel):
         """Send the heartbeat's Ping from the hub: at once when it fits in the socket, else from a greenlet."""
         if self._watching and not self._hub_reads:
             self._watch(hub_reads=True)  # its Pong is read in the hub, the loop sleeps on
-        lock = self._write_lock
-        if not self._inline or not lock.acquire(blocking=False):
+        if self.send_nowait(action, *args) is None:
             gevent.spawn(self.send, action, *args)
-            return
+
+    def send_nowait(self, action: Callable[..., None], *args: Any) -> bool | None:
+        """Call a sending method of the core and write its frames without waiting, from this hub's thread.
+
+        Returns:
+            None when nothing was done: another send holds the write lock,
+            the caller is in another thread, or the socket is TLS (send
+            the message later, with ``send``). Else whether the frames were
+            taken: what the socket could not take at once is written by a
+            greenlet of its own, which holds the write lock until it is out.
+        """
+        lock = self._write_lock
+        if not self._inline or get_hub_if_exists() is not self._hub or not lock.acquire(blocking=False):
+            return None
         handed_over = False
         try:
             if self._broken:
-                return
+                return False
             try:
                 action(*args)
             except LocalProtocolError as exc:
                 logger.debug("not sending: %s", exc)
-                return
+                return False
+            if self.connection.close_sent is not None:
+                self._closing_starts()
             try:
                 rest = self._write_what_fits(self.connection.data_to_send())
             except OSError as exc:
                 logger.debug("connection lost while sending: %s", exc)
                 self.abort()
-                return
+                return False
             if rest:
                 # The client is slow to read: a greenlet finishes the
                 # frames, holding the write lock until they are out.
                 gevent.spawn(self._finish_writing, rest)
                 handed_over = True
+            return True
         finally:
             if not handed_over:
                 lock.release()

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import fanout
 from .inbox import END, Inbox
 from .loop import GreenletEventLoop
 from .protocol import (
@@ -37,6 +38,7 @@ from .tasks import TaskCounting
 from .transport import Transport
 
 if TYPE_CHECKING:
+    from .fanout import Outbox
     from .threads.transport import ThreadTransport
 
 __all__ = ["SendResult", "WebSocketView", "close_all"]
@@ -131,6 +133,9 @@ class WebSocketView:
             turn compression off.
         RECEIVE_QUEUE_SIZE: Messages read ahead of ``on_receive``; when the
             queue is full we stop reading and TCP slows the client down.
+        BROADCAST_BUFFER: Bytes of broadcasts (``duck_ws_sync.broadcast``)
+            that may wait for this connection; beyond them it is closed with
+            1013, so that a slow client never holds up the others.
         DEBUG: Put an exception's text in the 1011 close reason.
     """
 
@@ -147,7 +152,12 @@ class WebSocketView:
     SUBPROTOCOLS: ClassVar[Sequence[str]] = ()
     COMPRESSION: ClassVar[PerMessageDeflate | None] = PerMessageDeflate()
     RECEIVE_QUEUE_SIZE: ClassVar[int] = 16
+    BROADCAST_BUFFER: ClassVar[int] = 1 * MiB
     DEBUG: ClassVar[bool] = False
+
+    # Groups and the outbox of broadcasts (fanout.py): made when first used.
+    _groups: set[str] | None = None
+    _outbox: Outbox | None = None
 
     # Duck's attribute: the oldest protocol version accepted. RFC 6455 is 13.
     min_websocket_version: ClassVar[int] = 13
@@ -306,6 +316,17 @@ class WebSocketView:
             raise ValueError("send whole messages; they are fragmented for you")
         return self.send(frame.payload, frame.opcode)
 
+    def join(self, group: str) -> None:
+        """Become a member of ``group``: ``duck_ws_sync.broadcast(group, ...)`` reaches this connection.
+
+        Membership ends by itself when the connection closes.
+        """
+        fanout.join(self, group)
+
+    def leave(self, group: str) -> None:
+        """Stop being a member of ``group``."""
+        fanout.leave(self, group)
+
     async def safe_close(self, disable_logging: bool = False, call_on_close_handler: bool = True) -> None:
         """Close with 1000 if the connection is open (Duck's API; ``on_close`` still runs exactly once)."""
         if self.state is State.OPEN:
@@ -351,6 +372,8 @@ class WebSocketView:
             loop.run_until_complete(inbox.run(self._run_session(inbox)))
         finally:
             _OPEN_VIEWS.discard(self)
+            if self._groups:
+                fanout.leave_all(self)
             # Whatever ended the session (even the worker killing this
             # greenlet), TCP is closed and on_close runs once.
             transport.stop()

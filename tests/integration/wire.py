@@ -15,8 +15,13 @@ DEFAULT_TIMEOUT = 10.0
 class RawClient:
     """A TCP connection to a server, with helpers to speak WebSocket byte by byte."""
 
-    def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT, receive_buffer: int | None = None) -> None:
+        """Connect; ``receive_buffer`` sets SO_RCVBUF first (a slow client's small window)."""
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
         self.status = 0

@@ -1,0 +1,71 @@
+"""Groups and broadcast in one process (duck_ws_sync.broadcast, view.join/leave).
+
+- ``/ws/room/<room>``: joins the group ``room`` and says ``joined``; each
+  message is broadcast to the room (text as text, binary as binary), the
+  sender excluded; ``leave``
+  leaves the room (answering ``left``), ``join:<group>`` joins another.
+- ``POST /notify/<room>``: the body, broadcast to the room from a plain
+  WSGI view (binary if the query string is ``binary``).
+- ``POST /flood/<room>?count=N&size=S``: N messages of S bytes, numbered,
+  broadcast to the room from the request.
+- ``GET /closed``: the close codes that on_close saw, as JSON.
+"""
+
+import json
+import re
+
+from duck_ws_sync import OpCode, WebSocketMiddleware, WebSocketView, broadcast
+from duck_ws_sync.urls import path
+
+closed: list = []
+
+
+class Room(WebSocketView):
+    PING_INTERVAL = None
+    SEND_TIMEOUT = 3
+    CLOSE_TIMEOUT = 2
+
+    async def on_open(self):
+        self.join(self.kwargs["room"])
+        await self.send_text("joined")
+
+    async def on_receive(self, data, opcode):
+        if opcode == OpCode.BINARY:
+            broadcast(self.kwargs["room"], data, exclude=self)
+            return
+        text = data.decode("utf-8")
+        if text == "leave":
+            self.leave(self.kwargs["room"])
+            await self.send_text("left")
+        elif text.startswith("join:"):
+            self.join(text[5:])
+            await self.send_text("joined " + text[5:])
+        else:
+            broadcast(self.kwargs["room"], text, exclude=self)
+
+    async def on_close(self):
+        closed.append(self.close_code)
+
+
+def plain(environ, start_response):
+    route = environ["PATH_INFO"]
+    if route == "/closed":
+        body = json.dumps(closed).encode()
+    elif match := re.fullmatch(r"/notify/(\w+)", route):
+        message = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        broadcast(match.group(1), message if environ.get("QUERY_STRING") == "binary" else message.decode("utf-8"))
+        body = b"sent"
+    elif match := re.fullmatch(r"/flood/(\w+)", route):
+        query = dict(part.split("=") for part in environ["QUERY_STRING"].split("&"))
+        size = int(query["size"])
+        for number in range(int(query["count"])):
+            broadcast(match.group(1), f"{number:08d}".encode() + b"x" * (size - 8))
+        body = b"sent"
+    else:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+app = WebSocketMiddleware(plain, [path("/ws/room/<room>", Room)])
