@@ -7,6 +7,7 @@ importable from here as from ``duck.contrib.websockets``.
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
+    BrokerUnavailable,
     ExtensionError,
     InvalidPayloadData,
     LocalProtocolError,
@@ -26,7 +27,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .fanout import broadcast
+    from .brokers import broadcast, configure_broker
     from .middleware import WebSocketMiddleware
     from .request import WebSocketRequest
     from .views import SendResult, WebSocketView
@@ -36,7 +37,8 @@ __version__ = "0.1.0.dev0"
 # The view layer needs gevent; it is imported on first use so that the
 # protocol names stay importable without any I/O library.
 _LAZY = {
-    "broadcast": "fanout",
+    "broadcast": "brokers",
+    "configure_broker": "brokers",
     "SendResult": "views",
     "WebSocketMiddleware": "middleware",
     "WebSocketRequest": "request",
@@ -56,6 +58,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CONTROL_OPCODES",
     "DATA_OPCODES",
+    "BrokerUnavailable",
     "CloseCode",
     "Extension",
     "ExtensionError",
@@ -73,4 +76,5 @@ __all__ = [
     "WebSocketRequest",
     "WebSocketView",
     "broadcast",
+    "configure_broker",
 ]

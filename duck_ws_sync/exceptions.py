@@ -16,6 +16,9 @@ The hierarchy separates the peer's faults from the caller's (as h11 does):
   - ``LocalProtocolError``: this side asked for something the protocol or the
     connection's state forbids, such as sending data after a Close frame.
 
+  - ``BrokerUnavailable`` (also a ``ConnectionError``): ``broadcast`` could
+    not hand a message to the broker (Redis is down); nobody got it.
+
 Duck names its base class ``BaseException``, shadowing the builtin; importing
 that name from this module still works and gives ``WebSocketError``.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BrokerUnavailable",
     "ExtensionError",
     "InvalidPayloadData",
     "LocalProtocolError",
@@ -80,3 +84,12 @@ def __getattr__(name: str) -> Any:
     if name == "BaseException":
         return WebSocketError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class BrokerUnavailable(WebSocketError, ConnectionError):
+    """``broadcast`` could not hand the message to the broker (Redis is down): nobody got it.
+
+    Raised at once while an outage is known, else within the broker's
+    socket timeout. The worker goes on serving; the broker is reconnected
+    in the background.
+    """

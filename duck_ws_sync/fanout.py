@@ -22,12 +22,13 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import brokers
 from .protocol import OpCode, State
 
 if TYPE_CHECKING:
     from .views import WebSocketView
 
-__all__ = ["OVERFLOW_CODE", "Outbox", "broadcast", "deliver", "join", "leave", "leave_all", "members"]
+__all__ = ["OVERFLOW_CODE", "Outbox", "deliver", "join", "leave", "leave_all", "members"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -45,50 +46,57 @@ def join(view: WebSocketView, group: str) -> None:
     if view.state is State.CLOSED:
         return
     with _lock:
-        _groups.setdefault(group, set()).add(view)
+        members = _groups.get(group)
+        first = members is None
+        if members is None:
+            members = _groups[group] = set()
+        members.add(view)
         if view._groups is None:
             view._groups = set()
         view._groups.add(group)
+    if first:  # the broker delivers the group's messages to this process from now on
+        brokers.current().subscribe(group)
 
 
 def leave(view: WebSocketView, group: str) -> None:
     """``view`` is no longer a member of ``group``."""
     with _lock:
-        _leave(view, group)
+        emptied = _leave(view, group)
+    if emptied:
+        brokers.current().unsubscribe(group)
 
 
 def leave_all(view: WebSocketView) -> None:
     """``view`` leaves every group (its session has ended)."""
     with _lock:
-        for group in list(view._groups or ()):
-            _leave(view, group)
+        emptied = [group for group in list(view._groups or ()) if _leave(view, group)]
+    for group in emptied:
+        brokers.current().unsubscribe(group)
 
 
-def _leave(view: WebSocketView, group: str) -> None:
+def _leave(view: WebSocketView, group: str) -> bool:
+    """Take ``view`` out of ``group``; True when that left the group without members here."""
     members = _groups.get(group)
+    emptied = False
     if members is not None:
         members.discard(view)
         if not members:
             del _groups[group]
+            emptied = True
     if view._groups is not None:
         view._groups.discard(group)
+    return emptied
+
+
+def has_members(group: str) -> bool:
+    """Whether ``group`` has members in this process."""
+    return group in _groups
 
 
 def members(group: str) -> list[WebSocketView]:
     """The members of ``group`` in this process."""
     with _lock:
         return list(_groups.get(group, ()))
-
-
-def broadcast(group: str, message: str | bytes, exclude: Any = None) -> None:
-    """Send ``message`` to every member of ``group``: ``str`` as text, ``bytes`` as binary.
-
-    Callable from anywhere: a hook, another greenlet or thread, a plain WSGI
-    view, a script. It returns at once: each member's own loop writes the
-    message, in the order of the broadcasts. ``exclude`` is a view, or
-    views, to skip (the sender, say).
-    """
-    deliver(group, message, exclude)
 
 
 def deliver(group: str, message: str | bytes, exclude: Any = None) -> int:

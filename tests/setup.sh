@@ -1,7 +1,8 @@
 #!/bin/sh
 # What the test suite needs beyond Python's standard library: this package
 # with its test and duck extras, Node.js with the npm packages of the interoperability
-# suite (ws, playwright-core), and Debian's Chromium. Missing Debian packages
+# suite (ws, playwright-core), Debian's Chromium, and redis-server for the
+# broadcast tests (started by the tests themselves). Missing Debian packages
 # are installed with apt-get, which needs root.
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ missing=""
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/setup.sh: please install these Debian packages, then run it again:$missing" >&2

@@ -9,12 +9,22 @@
 - ``POST /flood/<room>?count=N&size=S``: N messages of S bytes, numbered,
   broadcast to the room from the request.
 - ``GET /closed``: the close codes that on_close saw, as JSON.
+
+A broadcast the broker cannot take (``BrokerUnavailable``) answers
+``unavailable: ...`` to the WebSocket sender and 503 to the HTTP one.
+With ``DUCK_WS_SYNC_BROKER`` set, the same app spans every worker
+(test_redis.py); ``pid`` tells which worker serves a connection, and
+``?hold`` blocks the worker that accepted it for 50 ms (the next
+connections then go to the other workers).
 """
 
 import json
+import os
 import re
 
-from duck_ws_sync import OpCode, WebSocketMiddleware, WebSocketView, broadcast
+from gevent import monkey
+
+from duck_ws_sync import BrokerUnavailable, OpCode, WebSocketMiddleware, WebSocketView, broadcast
 from duck_ws_sync.urls import path
 
 closed: list = []
@@ -26,28 +36,41 @@ class Room(WebSocketView):
     CLOSE_TIMEOUT = 2
 
     async def on_open(self):
+        if self.request.environ.get("QUERY_STRING") == "hold":
+            # Block this worker for a moment, so that connections made meanwhile go to the others.
+            monkey.get_original("time", "sleep")(0.05)
         self.join(self.kwargs["room"])
         await self.send_text("joined")
 
     async def on_receive(self, data, opcode):
-        if opcode == OpCode.BINARY:
-            broadcast(self.kwargs["room"], data, exclude=self)
-            return
-        text = data.decode("utf-8")
-        if text == "leave":
+        text = data.decode("utf-8") if opcode == OpCode.TEXT else None
+        if text == "pid":
+            await self.send_text(str(os.getpid()))
+        elif text == "leave":
             self.leave(self.kwargs["room"])
             await self.send_text("left")
-        elif text.startswith("join:"):
+        elif text is not None and text.startswith("join:"):
             self.join(text[5:])
             await self.send_text("joined " + text[5:])
         else:
-            broadcast(self.kwargs["room"], text, exclude=self)
+            try:
+                broadcast(self.kwargs["room"], data if text is None else text, exclude=self)
+            except BrokerUnavailable as exc:
+                await self.send_text(f"unavailable: {exc}")
 
     async def on_close(self):
         closed.append(self.close_code)
 
 
 def plain(environ, start_response):
+    try:
+        return answer(environ, start_response)
+    except BrokerUnavailable as exc:
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [f"unavailable: {exc}".encode()]
+
+
+def answer(environ, start_response):
     route = environ["PATH_INFO"]
     if route == "/closed":
         body = json.dumps(closed).encode()
