@@ -63,6 +63,72 @@ class Channel(Heartbeat):
         """Write what the core has queued; the caller holds the write lock."""
         raise NotImplementedError
 
+    def send_nowait(self, action: Callable[..., None], *args: Any) -> bool | None:
+        """Call a sending method of the core and write its frames without waiting.
+
+        Returns:
+            None when nothing was done: another send holds the write lock, or
+            the host cannot write from here (send the message later, with
+            ``send``). Else whether the frames were taken: what the socket
+            could not take at once is finished by the host (``_hand_over``),
+            which holds the write lock until it is out.
+        """
+        lock = self._write_lock
+        if not self._can_send_now() or not lock.acquire(blocking=False):
+            return None
+        handed_over = False
+        try:
+            if self._broken:
+                return False
+            try:
+                with self._core_guard():
+                    action(*args)
+                    closing = self.connection.close_sent is not None
+                    chunks = self.connection.data_to_send()
+            except LocalProtocolError as exc:
+                logger.debug("not sending: %s", exc)
+                return False
+            if closing:
+                self._closing_starts()
+            try:
+                rest = self._write_what_fits(chunks)
+            except OSError as exc:
+                logger.debug("connection lost while sending: %s", exc)
+                self.abort()
+                return False
+            if rest:
+                handed_over = self._hand_over(rest)
+                if not handed_over:
+                    self.abort()
+                    return False
+            return True
+        finally:
+            if not handed_over:
+                lock.release()
+
+    def _finish_writing(self, chunks: list[Any]) -> None:
+        """Write ``chunks`` and release the write lock, which ``send_nowait`` handed over."""
+        try:
+            self._write(chunks)
+        finally:
+            self._write_lock.release()
+
+    def _can_send_now(self) -> bool:
+        """Whether ``send_nowait`` may write from the calling thread."""
+        raise NotImplementedError
+
+    def _hand_over(self, chunks: list[Any]) -> bool:
+        """Have ``chunks`` written (``_finish_writing``) where waiting is allowed; False if that cannot be."""
+        raise NotImplementedError
+
+    def _write_what_fits(self, chunks: list[Any]) -> list[Any]:
+        """Write without waiting; return what did not fit."""
+        raise NotImplementedError
+
+    def _write(self, chunks: list[Any]) -> bool:
+        """Write ``chunks`` whole, waiting at most SEND_TIMEOUT; the caller holds the write lock."""
+        raise NotImplementedError
+
     def _reading_ended(self) -> None:
         """Reading is over (the host may have a reader to stop)."""
 

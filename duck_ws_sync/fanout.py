@@ -144,7 +144,7 @@ class Outbox:
 
     def __init__(self, view: WebSocketView) -> None:
         self._view = view
-        self._items: deque[tuple[bytes, OpCode]] = deque()
+        self._items: deque[tuple[bytes, OpCode]] | None = None  # made when a message first has to wait
         self._size = 0
         self._scheduled = False  # a drain is due on the member's loop
         self._overflowed = False
@@ -184,10 +184,12 @@ class Outbox:
                 return False
             if behind + self._size + len(data) > view.BROADCAST_BUFFER and (self._items or behind):
                 self._overflowed = True
-                self._items.clear()
+                self._items = None
                 waiting, self._size = behind + self._size, 0
             else:
                 waiting = -1
+                if self._items is None:
+                    self._items = deque()
                 self._items.append((data, opcode))
                 self._size += len(data)
             schedule = not self._scheduled and waiting < 0
@@ -215,13 +217,14 @@ class Outbox:
         while True:
             with self._lock:
                 if self._overflowed or not self._items:
+                    self._items = None  # an idle member keeps no queue
                     self._scheduled = False
                     return
                 data, opcode = self._items.popleft()
                 self._size -= len(data)
             if not view.send(data, opcode):
                 with self._lock:
-                    self._items.clear()
+                    self._items = None
                     self._size = 0
                     self._scheduled = False
                 return

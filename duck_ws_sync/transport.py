@@ -257,52 +257,14 @@ class Transport(Channel):
         if self.send_nowait(action, *args) is None:
             gevent.spawn(self.send, action, *args)
 
-    def send_nowait(self, action: Callable[..., None], *args: Any) -> bool | None:
-        """Call a sending method of the core and write its frames without waiting, from this hub's thread.
+    def _can_send_now(self) -> bool:
+        # Only from this hub's thread, and not over TLS (its records must go out whole, from one greenlet).
+        return self._inline and get_hub_if_exists() is self._hub
 
-        Returns:
-            None when nothing was done: another send holds the write lock,
-            the caller is in another thread, or the socket is TLS (send
-            the message later, with ``send``). Else whether the frames were
-            taken: what the socket could not take at once is written by a
-            greenlet of its own, which holds the write lock until it is out.
-        """
-        lock = self._write_lock
-        if not self._inline or get_hub_if_exists() is not self._hub or not lock.acquire(blocking=False):
-            return None
-        handed_over = False
-        try:
-            if self._broken:
-                return False
-            try:
-                action(*args)
-            except LocalProtocolError as exc:
-                logger.debug("not sending: %s", exc)
-                return False
-            if self.connection.close_sent is not None:
-                self._closing_starts()
-            try:
-                rest = self._write_what_fits(self.connection.data_to_send())
-            except OSError as exc:
-                logger.debug("connection lost while sending: %s", exc)
-                self.abort()
-                return False
-            if rest:
-                # The client is slow to read: a greenlet finishes the
-                # frames, holding the write lock until they are out.
-                gevent.spawn(self._finish_writing, rest)
-                handed_over = True
-            return True
-        finally:
-            if not handed_over:
-                lock.release()
-
-    def _finish_writing(self, chunks: list[Any]) -> None:
-        """Write ``chunks`` and release the write lock, which the caller handed over."""
-        try:
-            self._write(chunks)
-        finally:
-            self._write_lock.release()
+    def _hand_over(self, chunks: list[Any]) -> bool:
+        # The client is slow to read: a greenlet finishes the frames, holding the write lock until they are out.
+        gevent.spawn(self._finish_writing, chunks)
+        return True
 
     # Reading. The loop's greenlet reads while it is idle (``read_inline``,
     # called from the loop's wait); a standby greenlet reads while the

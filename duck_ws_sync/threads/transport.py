@@ -150,59 +150,19 @@ class ThreadTransport(Channel):
     def _core_guard(self) -> Any:
         return self._core_lock
 
-    def send_nowait(self, action: Callable[..., None], *args: Any) -> bool | None:
-        """Call a sending method of the core and write its frames without waiting, from any thread.
+    def _can_send_now(self) -> bool:
+        return not self._tls  # a TLS record that would block must be sent again as it was
 
-        Returns:
-            None when nothing was done: another send holds the write lock,
-            or the socket is TLS (send the message later, with ``send``).
-            Else whether the frames were taken: what the socket could not
-            take at once is written by the connection's own thread, which
-            holds the write lock until it is out.
-        """
-        lock = self._write_lock
-        if self._tls or not lock.acquire(blocking=False):
-            return None
-        handed_over = False
+    def _hand_over(self, chunks: list[Any]) -> bool:
+        # The connection's own thread finishes the frames, holding the write lock until they are out.
+        loop = self._loop
+        if loop is None:
+            return False
         try:
-            if self._broken:
-                return False
-            try:
-                with self._core_lock:
-                    action(*args)
-                    closing = self.connection.close_sent is not None
-                    chunks = self.connection.data_to_send()
-            except LocalProtocolError as exc:
-                logger.debug("not sending: %s", exc)
-                return False
-            if closing:
-                self._closing_starts()
-            try:
-                rest = self._write_what_fits(chunks)
-            except OSError as exc:
-                logger.debug("connection lost while sending: %s", exc)
-                self.abort()
-                return False
-            if rest:
-                loop = self._loop
-                try:
-                    assert loop is not None
-                    loop.call_soon_threadsafe(self._finish_writing, rest)
-                except (AssertionError, RuntimeError):  # the loop has closed: the session is over
-                    self.abort()
-                    return False
-                handed_over = True
-            return True
-        finally:
-            if not handed_over:
-                lock.release()
-
-    def _finish_writing(self, chunks: list[Any]) -> None:
-        """Write ``chunks`` and release the write lock, which ``send_nowait`` handed over."""
-        try:
-            self._write(chunks)
-        finally:
-            self._write_lock.release()
+            loop.call_soon_threadsafe(self._finish_writing, chunks)
+        except RuntimeError:  # the loop has closed: the session is over
+            return False
+        return True
 
     def _write_what_fits(self, chunks: list[Any]) -> list[Any]:
         """Write without waiting, in one system call; return what did not fit."""

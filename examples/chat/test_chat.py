@@ -21,7 +21,7 @@ def join(ws_connect):
     """Connect a user; their name, from the welcome."""
     ws = ws_connect("/ws/chat")
     welcome = ws.receive_json()
-    name = re.fullmatch(r"👋 Welcome to the chat, (User \d+)! \d+ online\.", welcome["text"])
+    name = re.fullmatch(r"👋 Welcome to the chat, (User \d+)!", welcome["text"])
     assert welcome["type"] == "system" and name, welcome
     return ws, name.group(1)
 

@@ -7,6 +7,7 @@ stopped (by its process id) when the test module is done.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
@@ -42,6 +43,17 @@ class Server:
 
     def url(self, path: str, scheme: str = "ws") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def post(self, path: str, body: bytes = b"", timeout: float = 10) -> bytes:
+        """POST ``body`` to ``path``; the response's body, once it said 200."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("POST", path, body=body)
+            response = connection.getresponse()
+            assert response.status == 200, (response.status, response.read())
+            return response.read()
+        finally:
+            connection.close()
 
     def log(self) -> str:
         """Everything the server printed so far."""

@@ -168,7 +168,7 @@ def welcome(ws: websocket.WebSocket) -> str:
     """Read the welcome notice; return the name it gives."""
     message = json.loads(ws.recv())
     assert message["type"] == "system"
-    found = re.fullmatch(r"👋 Welcome to the chat, (User \d+)! \d+ online\.", message["text"])
+    found = re.fullmatch(r"👋 Welcome to the chat, (User \d+)!", message["text"])
     assert found, message
     return found.group(1)
 
@@ -220,3 +220,22 @@ def test_readme_quickstart_serves_this_example() -> None:
     assert run.endswith("python3 -m gunicorn -k gevent -b 127.0.0.1:8000 examples.chat:app")
     assert test.split("#")[0].strip() == "sh tests/run.sh"
     assert test in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines(), "CI runs the README's test command"
+
+
+# The legacy app that notifies dashboards (examples/notify.py), served in this process.
+
+
+def test_a_plain_http_view_notifies_every_dashboard() -> None:
+    from duck_ws_sync.testing import serve
+    from examples.notify import app
+
+    with serve(app) as server:
+        dashboards = [server.connect("/ws/dashboard") for _ in range(3)]
+        for dashboard in dashboards:
+            dashboard.ping_pong()  # connected, and a member
+        request = urllib.request.Request(server.url + "/orders", data=b"item=duck", method="POST")
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            assert response.status == 201
+            order = json.loads(response.read())
+        assert order["item"] == "duck"
+        assert [dashboard.receive_json() for dashboard in dashboards] == [{"new_order": order}] * 3

@@ -32,17 +32,6 @@ def join(server: Server, room: str) -> websocket.WebSocket:
     return ws
 
 
-def post(server: Server, path: str, body: bytes = b"") -> bytes:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
-    try:
-        connection.request("POST", path, body=body)
-        response = connection.getresponse()
-        assert response.status == 200
-        return response.read()
-    finally:
-        connection.close()
-
-
 def closed_codes(server: Server) -> list[int]:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
     try:
@@ -80,9 +69,9 @@ def test_a_broadcast_reaches_the_groups_members_only_and_not_the_excluded_sender
 def test_a_plain_http_view_broadcasts_text_and_binary(server: Server) -> None:
     members = [join(server, "news") for _ in range(5)]
     try:
-        assert post(server, "/notify/news", "extra édition".encode()) == b"sent"
+        assert server.post("/notify/news", "extra édition".encode()) == b"sent"
         assert [ws.recv() for ws in members] == ["extra édition"] * 5
-        post(server, "/notify/news?binary", b"\x00\x01\xff")
+        server.post("/notify/news?binary", b"\x00\x01\xff")
         assert [ws.recv() for ws in members] == [b"\x00\x01\xff"] * 5
     finally:
         for ws in members:
@@ -95,12 +84,12 @@ def test_leaving_a_group_and_closing_end_membership(server: Server) -> None:
         leaves.send("leave")
         assert leaves.recv() == "left"
         closes.close()
-        post(server, "/notify/green", b"after")
+        server.post("/notify/green", b"after")
         assert stays.recv() == "after"
         assert nothing_comes(leaves)
         leaves.send("join:green")
         assert leaves.recv() == "joined green"
-        post(server, "/notify/green", b"again")
+        server.post("/notify/green", b"again")
         assert stays.recv() == "again"
         assert leaves.recv() == "again"
     finally:
@@ -111,7 +100,7 @@ def test_leaving_a_group_and_closing_end_membership(server: Server) -> None:
 def test_a_thousand_numbered_messages_arrive_in_order(server: Server) -> None:
     members = [join(server, "order") for _ in range(3)]
     try:
-        post(server, "/flood/order?count=1000&size=16")
+        server.post("/flood/order?count=1000&size=16")
         for ws in members:
             numbers = [int(ws.recv()[:8]) for _ in range(1000)]
             assert numbers == list(range(1000))

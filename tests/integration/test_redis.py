@@ -151,3 +151,21 @@ def test_redis_going_away_and_coming_back(workers: LiveServer, redis_service: Re
     # Logged once per outage and worker, not per failed message.
     assert 1 <= output.count("is unavailable (") <= WORKERS, output
     assert output.count("is back after") >= len(pids)
+
+
+def test_the_chat_example_spans_four_workers(redis_service: RedisService) -> None:
+    # gthread with two connections per worker: eight users are spread over all four workers.
+    args = ["-w", "4", "--threads", "8", "--worker-connections", "2"]
+    env = {"DUCK_WS_SYNC_BROKER": redis_service.url}
+    with serve("examples.chat:app", "gunicorn", worker="gthread", args=args, env=env) as server:
+        users = []
+        for _ in range(8):
+            ws = server.connect("/ws/chat/spanning")
+            assert ws.receive_json()["text"].startswith("👋 Welcome to the chat, User ")
+            users.append(ws)
+        users[0].send("hello, all four workers")
+        for ws in users[1:]:
+            while (message := ws.receive_json())["type"] != "chat":  # join notices of later users first
+                assert message["text"].endswith(" joined")
+            assert message["text"] == "hello, all four workers"
+        assert subscribers(redis_service, "spanning") == 4

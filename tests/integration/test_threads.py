@@ -50,17 +50,6 @@ def get(server: Server, path: str = "/plain", timeout: float = TIMEOUT) -> tuple
         connection.close()
 
 
-def post(server: Server, path: str, body: bytes) -> bytes:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
-    try:
-        connection.request("POST", path, body=body)
-        response = connection.getresponse()
-        assert response.status == 200
-        return response.read()
-    finally:
-        connection.close()
-
-
 def close_code(ws: websocket.WebSocket) -> int:
     """Read until the server's Close frame; its code."""
     while True:
@@ -113,7 +102,7 @@ def test_sends_from_another_connections_thread_and_from_a_plain_http_request(ser
             assert member.recv() == "joined"
         members[0].send("from member 0")  # sent by member 0's thread to the others
         assert [member.recv() for member in members[1:]] == ["from member 0"] * 2
-        assert post(server, "/notify", b"from an HTTP POST") == b"3"  # sent by the POST's thread
+        assert server.post("/notify", b"from an HTTP POST") == b"3"  # sent by the POST's thread
         assert [member.recv() for member in members] == ["from an HTTP POST"] * 3
     finally:
         for member in members:

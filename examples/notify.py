@@ -1,0 +1,44 @@
+"""A legacy WSGI app gains realtime: a plain HTTP view notifies the WebSocket clients.
+
+``POST /orders`` is the app's existing form handler; it now also tells
+every open dashboard, in whichever worker it is, with
+``duck_ws_sync.broadcast``. The dashboards connect to ``/ws/dashboard``.
+
+gunicorn -k gevent -b 127.0.0.1:8000 examples.notify:app
+DUCK_WS_SYNC_BROKER=redis://127.0.0.1:6379/0 gunicorn -k gevent -w 4 -b 127.0.0.1:8000 examples.notify:app
+
+curl -d "item=duck" http://127.0.0.1:8000/orders
+"""
+
+import contextlib
+import json
+from urllib.parse import parse_qs
+
+from duck_ws_sync import BrokerUnavailable, WebSocketMiddleware, WebSocketView, broadcast
+from duck_ws_sync.urls import path
+
+orders = []
+
+
+def legacy_app(environ, start_response):
+    """The app as it was, plus one line in the handler that records an order."""
+    if environ["PATH_INFO"] == "/orders" and environ["REQUEST_METHOD"] == "POST":
+        form = parse_qs(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode("utf-8"))
+        order = {"number": len(orders) + 1, "item": form.get("item", ["?"])[0]}
+        orders.append(order)
+        # The one new line. If Redis is down the order is taken all the same:
+        # dashboards catch up when they next load the page.
+        with contextlib.suppress(BrokerUnavailable):
+            broadcast("dashboards", json.dumps({"new_order": order}))
+        start_response("201 Created", [("Content-Type", "application/json")])
+        return [json.dumps(order).encode()]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"Not Found\n"]
+
+
+class Dashboard(WebSocketView):
+    async def on_open(self):
+        self.join("dashboards")
+
+
+app = WebSocketMiddleware(legacy_app, [path("/ws/dashboard", Dashboard)])
