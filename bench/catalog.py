@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from procs import Spec
 
@@ -26,10 +28,10 @@ RAW = "raw"  # the key of the reference server: every ratio is to it
 GTHREAD_THREADS = 1400
 
 
-def _gunicorn(app: str, worker: tuple[str, ...] = ("-k", "gevent")) -> tuple[str, ...]:
+def _gunicorn(app: str, worker: tuple[str, ...] = ("-k", "gevent"), workers: int = 1) -> tuple[str, ...]:
     options = ["--no-control-socket"] if _gunicorn_has("control_socket_disable") else []
     return (
-        sys.executable, "-m", "gunicorn", *worker, "-w", "1", "-b", "127.0.0.1:0",
+        sys.executable, "-m", "gunicorn", *worker, "-w", str(workers), "-b", "127.0.0.1:0",
         "--backlog", "4096", "--worker-connections", "20000", "--graceful-timeout", "2",
         "--log-level", "info", *options, app,
     )  # fmt: skip
@@ -43,16 +45,29 @@ def _gunicorn_has(setting: str) -> bool:
     return setting in Config().settings
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# The redis-server that run.py starts when a selected server needs it (W5 across workers).
+REDIS_PORT = _free_port()
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
+
+
 def _script(name: str) -> tuple[str, ...]:
     return (sys.executable, str(PEERS / name))
 
 
-def _peer(key: str, label: str, command: tuple[str, ...], root: Path | None = None, **flags: bool) -> Spec:
+def _peer(key: str, label: str, command: tuple[str, ...], root: Path | None = None, **flags: Any) -> Spec:
     """A server whose modules are found in PEERS, and duck_ws_sync (if any) in ``root``."""
     if root is None:
         env: tuple[tuple[str, str], ...] = (("PYTHONPATH", str(PEERS)),)
     else:
         env = (("PYTHONPATH", f"{root}{os.pathsep}{PEERS}"), ("DUCK_BENCH_ROOT", str(root)))
+    if flags.get("redis"):
+        env += (("DUCK_WS_SYNC_BROKER", REDIS_URL),)
     return Spec(key, label, command, env, cwd=PEERS, root=root, **flags)
 
 
@@ -77,6 +92,17 @@ def servers(root: Path, compare: Sequence[Path] = ()) -> list[Spec]:
             "duck-gthread", "duck_ws_sync (gunicorn gthread)",
             _gunicorn("duck_app:app", ("-k", "gthread", "--threads", str(GTHREAD_THREADS))), root,
             gunicorn=True, threaded=True,
+        ),
+    ]  # fmt: skip
+    # W5 through groups and duck_ws_sync.broadcast: in one worker, and across two through Redis.
+    specs += [
+        _peer(
+            "duck-groups", "duck_ws_sync broadcast() (gunicorn gevent)", _gunicorn("duck_groups_app:app"), root,
+            gunicorn=True, bcast_only=True,
+        ),
+        _peer(
+            "duck-redis", "duck_ws_sync broadcast() via Redis (gunicorn gevent -w 2)",
+            _gunicorn("duck_groups_app:app", workers=2), root, gunicorn=True, bcast_only=True, workers=2, redis=True,
         ),
     ]  # fmt: skip
     for number, other in enumerate(compare, 1):

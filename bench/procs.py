@@ -15,9 +15,10 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class Spec:
     threaded: bool = False  # a thread per connection: W4 only at sizes it has threads for
     http: bool = False  # plain HTTP only: the startup check is a GET
     gunicorn: bool = False  # the serving process is the master's child
+    workers: int = 1  # gunicorn workers; with more than one, the master stands for them (W5 only)
+    bcast_only: bool = False  # measured on W5 only (broadcast through groups)
+    redis: bool = False  # needs the bench's redis-server (run.py starts it)
     root: Path | None = None  # duck_ws_sync's: the checkout it is imported from
 
     @property
@@ -135,11 +139,13 @@ class Server:
             raise ServerError(f"{what} within {timeout:.0f} s", self.log_tail())
 
     def _worker_pid(self) -> int:
-        """gunicorn's worker: the master's only child (0 until it exists)."""
+        """gunicorn's worker: the master's only child (0 until it exists); the master once all of several exist."""
         assert self.process is not None
         master = self.process.pid
         with contextlib.suppress(OSError):
             children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+            if self.spec.workers > 1:
+                return master if len(children) == self.spec.workers else 0
             return int(children[0]) if len(children) == 1 else 0
         found = re.findall(rb"Booting worker with pid: (\d+)", self.log_path.read_bytes())
         return int(found[-1]) if found else 0
@@ -247,3 +253,33 @@ def other_load(before: LoadSnapshot, after: LoadSnapshot) -> dict[str, object]:
         "other_cpu_s": round(other, 1),
         "other_cores": round(other / elapsed, 3) if elapsed > 0 else 0.0,  # average cores busy with others
     }
+
+
+@contextlib.contextmanager
+def redis_server(port: int, needed: bool) -> Iterator[None]:
+    """A redis-server on 127.0.0.1:``port``, pinned beside the servers, for as long as the block (if ``needed``)."""
+    if not needed:
+        yield
+        return
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(pinned(SERVER_CORE, command), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(
+                    f"redis-server did not start on port {port} (is it installed? apt-get install redis-server)"
+                )
+            time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

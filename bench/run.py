@@ -32,7 +32,7 @@ from typing import Any
 import catalog
 import report
 from clients import ensure_built, probe
-from procs import BenchError, LoadSnapshot, Server, ServerError, Spec, other_load, start_all, stop_all
+from procs import BenchError, LoadSnapshot, Server, ServerError, Spec, other_load, redis_server, start_all, stop_all
 from workloads import GROUPS, HTTP, QUICK, Settings, Workload, http_warm_up, merge_slices, table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,9 +240,10 @@ def main() -> None:
         path = (arguments.json or OUTPUT / time.strftime("results-%Y%m%d-%H%M%S.json")).resolve()
         before = LoadSnapshot.take()
         try:
-            for number in range(arguments.rounds):
-                print(f"round {number + 1}/{arguments.rounds}", file=sys.stderr, flush=True)
-                results["rounds"].append(run_round(number, specs, http_specs, rows, settings, log_dir))
+            with redis_server(catalog.REDIS_PORT, any(spec.redis for spec in specs)):
+                for number in range(arguments.rounds):
+                    print(f"round {number + 1}/{arguments.rounds}", file=sys.stderr, flush=True)
+                    results["rounds"].append(run_round(number, specs, http_specs, rows, settings, log_dir))
         finally:
             results["machine_load"] = other_load(before, LoadSnapshot.take())
             results["summary"] = report.summarize(results)

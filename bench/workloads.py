@@ -67,17 +67,22 @@ def _every(spec: Spec) -> bool:
     return True
 
 
+def _echoes(spec: Spec) -> bool:
+    """W1-W3: every server but those there for W5 alone."""
+    return not spec.bcast_only
+
+
 def _idle_at(size: int) -> Callable[[Spec], bool]:
-    """W4 at ``size``: every server but the floor, and a thread-per-connection one only up to 1,000."""
+    """W4 at ``size``: every server but the floor and W5's, and a thread-per-connection one only up to 1,000."""
 
     def applies(spec: Spec) -> bool:
-        return not spec.floor and (not spec.threaded or size <= 1000)
+        return not spec.floor and not spec.bcast_only and (not spec.threaded or size <= 1000)
 
     return applies
 
 
 def _duck_and_raw(spec: Spec) -> bool:
-    return spec.duck or spec.raw
+    return (spec.duck and not spec.bcast_only) or spec.raw
 
 
 def _dial_seconds(conns: int) -> float:
@@ -218,13 +223,13 @@ def table(settings: Settings) -> list[Workload]:
     """The rows of the table, in order (the HTTP pair is separate: ``HTTP``)."""
     many = settings.many
     rows = [
-        Workload("W1", "W1", "W1: 1 conn x 32 B text echo, msgs/s", False, False, _every, _echo(1, 32, False)),
-        Workload("W2", "W2", "W2: 100 conns x 32 B text echo, msgs/s", False, False, _every, _echo(100, 32, False)),
+        Workload("W1", "W1", "W1: 1 conn x 32 B text echo, msgs/s", False, False, _echoes, _echo(1, 32, False)),
+        Workload("W2", "W2", "W2: 100 conns x 32 B text echo, msgs/s", False, False, _echoes, _echo(100, 32, False)),
         Workload(
             f"W2@{many}", "W2", f"W2: {many:,} conns x 32 B text echo, msgs/s", False, False,
             _duck_and_raw, _echo(many, 32, False),
         ),
-        Workload("W3", "W3", "W3: 1 conn x 1 MiB binary echo, MB/s", False, False, _every, _echo(1, MiB, True)),
+        Workload("W3", "W3", "W3: 1 conn x 1 MiB binary echo, MB/s", False, False, _echoes, _echo(1, MiB, True)),
     ]  # fmt: skip
     for size in settings.idle_sizes:
         title = f"W4: RSS per idle conn at {size:,} conns, KiB"

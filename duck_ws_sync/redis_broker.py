@@ -100,7 +100,9 @@ class RedisBroker:
             self._wanted.add(group)
             self._confirmed[group] = confirmed
             sent = self._send("SUBSCRIBE", CHANNEL_PREFIX + group)
-        if sent:
+        if sent or self._down_since is None:
+            # Sent, or the subscriber is connecting (it subscribes to every wanted group): wait for
+            # Redis to confirm, so that a broadcast made after the join reaches this member.
             confirmed.wait(SUBSCRIBE_WAIT)
 
     def unsubscribe(self, group: str) -> None:

@@ -13,8 +13,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
+import websocket
 
 from duck_ws_sync.testing import LiveServer, WebSocketClient, serve
+from tests.integration import conftest
 from tests.integration.redis_service import RedisService
 
 APP = "tests.integration.apps.groups_app:app"
@@ -169,3 +171,23 @@ def test_the_chat_example_spans_four_workers(redis_service: RedisService) -> Non
                 assert message["text"].endswith(" joined")
             assert message["text"] == "hello, all four workers"
         assert subscribers(redis_service, "spanning") == 4
+
+
+def test_a_pywsgi_server_and_a_gunicorn_server_share_their_groups_through_redis(
+    redis_service: RedisService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two machines, as it were: gevent.pywsgi (its subscriber a greenlet) and gunicorn gthread (a thread).
+    monkeypatch.setenv("DUCK_WS_SYNC_BROKER", redis_service.url)
+    with conftest.serve("pywsgi", APP) as pywsgi, conftest.serve("gthread", APP) as gthread:
+        here = websocket.create_connection(pywsgi.url("/ws/room/machines"), timeout=10)
+        there = websocket.create_connection(gthread.url("/ws/room/machines"), timeout=10)
+        try:
+            assert here.recv() == "joined" and there.recv() == "joined"
+            here.send("from pywsgi")
+            assert there.recv() == "from pywsgi"
+            assert gthread.post("/notify/machines", b"from gthread's plain view") == b"sent"
+            assert here.recv() == "from gthread's plain view"
+            assert there.recv() == "from gthread's plain view"
+        finally:
+            here.close()
+            there.close()
