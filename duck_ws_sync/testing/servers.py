@@ -37,7 +37,7 @@ from gevent import monkey, pywsgi
 
 from ..sessions import end_sessions
 
-__all__ = ["GunicornServer", "InProcessServer", "load", "original"]
+__all__ = ["GunicornServer", "InProcessServer", "load", "no_control_socket", "original"]
 
 # A request line no server takes: the answer (400) shows a worker is up.
 _PROBE = b"DUCK-WS-SYNC-READINESS-PROBE\r\n\r\n"
@@ -154,7 +154,7 @@ class GunicornServer:
         defaults = ["--threads", "32"] if worker == "gthread" else []  # the budget keeps a quarter for HTTP
         command = [
             sys.executable, "-m", "gunicorn", "-k", worker, "-w", "1", "-b", f"fd://{listener.fileno()}",
-            "--graceful-timeout", "5", "--log-level", "info", *_no_control_socket(), *defaults, *args, app,
+            "--graceful-timeout", "5", "--log-level", "info", *no_control_socket(), *defaults, *args, app,
         ]  # fmt: skip
         self._command = command
         self._env = {**os.environ, "PYTHONPATH": _pythonpath(), "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -265,7 +265,7 @@ def _pythonpath() -> str:
     return os.pathsep.join(dict.fromkeys([*own, *inherited]))
 
 
-def _no_control_socket() -> list[str]:
+def no_control_socket() -> list[str]:
     """gunicorn 24+ opens a control socket by default; a test server needs none."""
     from gunicorn.config import Config  # noqa: PLC0415 (gunicorn only where it serves)
 

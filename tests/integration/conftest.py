@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from duck_ws_sync.testing.servers import no_control_socket
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0
 # gunicorn -k gthread's threads in the tests: every test's WebSockets and
@@ -63,8 +65,7 @@ class Server:
 def _start(kind: str, app: str, extra_args: list[str]) -> Server:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     if kind in ("gunicorn", "gthread"):
-        if "control_socket_disable" in _gunicorn_settings():
-            extra_args = ["--no-control-socket", *extra_args]  # no shared socket between test servers
+        extra_args = [*no_control_socket(), *extra_args]  # no shared socket between test servers
         worker = ["-k", "gevent"] if kind == "gunicorn" else ["-k", "gthread", "--threads", str(GTHREAD_THREADS)]
         command = [
             sys.executable, "-m", "gunicorn", *worker, "-w", "1", "-b", "127.0.0.1:0",
@@ -101,12 +102,6 @@ def _start(kind: str, app: str, extra_args: list[str]) -> Server:
         raise RuntimeError(f"{kind} did not start:\n{server.log()}")
     _wait_until_accepting(server)
     return server
-
-
-def _gunicorn_settings() -> set[str]:
-    from gunicorn.config import Config
-
-    return set(Config().settings)
 
 
 def _wait_until_accepting(server: Server) -> None:
