@@ -13,6 +13,7 @@ from .exceptions import (
     LocalProtocolError,
     PayloadTooBig,
     ProtocolError,
+    Reject,
     WebSocketError,
 )
 from .protocol import (
@@ -28,6 +29,7 @@ from .protocol import (
 
 if TYPE_CHECKING:
     from .brokers import broadcast, configure_broker
+    from .counters import stats, stats_app
     from .middleware import WebSocketMiddleware
     from .request import WebSocketRequest
     from .views import SendResult, WebSocketView
@@ -39,6 +41,8 @@ __version__ = "0.1.0.dev0"
 _LAZY = {
     "broadcast": "brokers",
     "configure_broker": "brokers",
+    "stats": "counters",
+    "stats_app": "counters",
     "SendResult": "views",
     "WebSocketMiddleware": "middleware",
     "WebSocketRequest": "request",
@@ -69,6 +73,7 @@ __all__ = [
     "PayloadTooBig",
     "PerMessageDeflate",
     "ProtocolError",
+    "Reject",
     "SendResult",
     "State",
     "WebSocketError",
@@ -77,4 +82,6 @@ __all__ = [
     "WebSocketView",
     "broadcast",
     "configure_broker",
+    "stats",
+    "stats_app",
 ]

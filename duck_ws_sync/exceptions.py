@@ -19,12 +19,17 @@ The hierarchy separates the peer's faults from the caller's (as h11 does):
   - ``BrokerUnavailable`` (also a ``ConnectionError``): ``broadcast`` could
     not hand a message to the broker (Redis is down); nobody got it.
 
+  - ``Reject``: raised by a view's ``authorize`` to refuse the upgrade with
+    an HTTP status.
+
 Duck names its base class ``BaseException``, shadowing the builtin; importing
 that name from this module still works and gives ``WebSocketError``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "LocalProtocolError",
     "PayloadTooBig",
     "ProtocolError",
+    "Reject",
     "WebSocketError",
 ]
 
@@ -93,3 +99,37 @@ class BrokerUnavailable(WebSocketError, ConnectionError):
     socket timeout. The worker goes on serving; the broker is reconnected
     in the background.
     """
+
+
+class Reject(WebSocketError):
+    """Refuse a WebSocket before the 101: raise it from ``authorize``.
+
+    The client gets ``status`` with ``reason`` as a plain-text body and
+    ``headers`` (``WWW-Authenticate`` with a 401, ``Retry-After`` with a
+    429 or 503), and no WebSocket is opened.
+
+    Args:
+        status: An HTTP status from 400 to 599.
+        reason: A short explanation for the client; default the status's phrase.
+        headers: ``(name, value)`` pairs to add to the response.
+
+    Raises:
+        ValueError: For a status outside 400-599, or a header name or value
+            that holds a line break.
+    """
+
+    def __init__(self, status: int, reason: str = "", headers: Sequence[tuple[str, str]] = ()) -> None:
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"Reject needs an error status (400-599), not {status!r}")
+        headers = [(str(name), str(value)) for name, value in headers]
+        if any(character in field for pair in headers for field in pair for character in "\r\n\0"):
+            raise ValueError("a header of Reject holds a line break")
+        if not reason:
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:  # a status without a name, such as 499
+                reason = "Refused"
+        super().__init__(reason)
+        self.status = status
+        self.reason = " ".join(reason.split())  # one line of plain text
+        self.headers = headers

@@ -13,6 +13,7 @@ untouched.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .budget import ConnectionBudget
+from .exceptions import Reject
 from .protocol import InvalidHandshake, Response, ServerHandshake
 from .request import WebSocketRequest, wsgi_to_text
 from .takeover import Takeover, Unsupported, end_call, find_socket, take
@@ -116,7 +118,14 @@ class WebSocketMiddleware:
         if isinstance(found, Unsupported):
             logger.error("cannot serve a WebSocket: %s", found.reason)
             return _respond(start_response, InvalidHandshake(500, found.reason).response())
-        refusal = self.budget.take(found.threads)
+        view = view_class(view_request, **kwargs)
+        view.extensions = handshake.extensions
+        view.subprotocol = handshake.subprotocol
+        if view_request is not request:
+            view._upgrade = request
+        refusal = _authorize(view, request, found.threaded)
+        if refusal is None:
+            refusal = self.budget.take(found.threads)
         if refusal is not None:
             return _respond(start_response, refusal)
         taken = take(found, environ)
@@ -134,10 +143,7 @@ class WebSocketMiddleware:
             return end_call(taken, environ, start_response)
         with contextlib.suppress(OSError):  # not TCP: a Unix socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        view = view_class(view_request, **kwargs)
         view.initiated_upgrade = True
-        view.extensions = handshake.extensions
-        view.subprotocol = handshake.subprotocol
         return _Upgraded(view, taken)
 
 
@@ -149,6 +155,43 @@ class _Upgraded:
     def __init__(self, view: Any, taken: Takeover) -> None:
         self.view = view
         self.taken = taken
+
+
+def _authorize(view: Any, request: WebSocketRequest, threaded: bool) -> Response | None:
+    """Run the view's ``authorize`` hook, if it has one; the refusal, or None to go on.
+
+    It runs on an event loop of its own, closed right after: the
+    connection's loop is made later, where the session runs.
+    """
+    from .views import WebSocketView  # noqa: PLC0415 (the view layer is loaded: view is one)
+
+    if type(view).authorize is WebSocketView.authorize:
+        return None
+    if threaded:
+        from .threads.loop import ThreadEventLoop as Loop  # noqa: PLC0415
+    else:
+        from .loop import GreenletEventLoop as Loop  # type: ignore[assignment]  # noqa: PLC0415
+    loop = Loop()
+    try:
+        loop.run_until_complete(view.authorize())
+    except Reject as rejection:
+        logger.info(
+            "WebSocket %s refused by %s.authorize: %d %s",
+            request.path,
+            type(view).__name__,
+            rejection.status,
+            rejection.reason,
+        )
+        return InvalidHandshake(rejection.status, rejection.reason, rejection.headers).response()
+    except (Exception, asyncio.CancelledError):
+        logger.exception("authorize of WebSocket view %s failed", type(view).__name__)
+        return InvalidHandshake(500, "Internal Server Error").response()
+    finally:
+        try:
+            loop.cancel_remaining_tasks(1.0)
+        finally:
+            loop.close()
+    return None
 
 
 def _websocket_route(pattern: URLPattern | Mapping[str, Any]) -> URLPattern | None:

@@ -14,10 +14,12 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import fanout
+from . import counters, fanout
+from .accesslog import log_connection
 from .inbox import END, Inbox
 from .loop import GreenletEventLoop
 from .protocol import (
@@ -158,6 +160,9 @@ class WebSocketView:
     # Groups and the outbox of broadcasts (fanout.py): made when first used.
     _groups: set[str] | None = None
     _outbox: Outbox | None = None
+    # The upgrade request as the middleware read it, when the view was given
+    # a framework's (Duck's): the client's address and path, for the access log.
+    _upgrade: WebSocketRequest | None = None
 
     # Duck's attribute: the oldest protocol version accepted. RFC 6455 is 13.
     min_websocket_version: ClassVar[int] = 13
@@ -176,6 +181,22 @@ class WebSocketView:
         self._closed_handled = False
 
     # Hooks.
+
+    async def authorize(self) -> None:
+        """Decide, before the 101, whether this client may open the WebSocket.
+
+        ``self.request`` is the upgrade request (cookies, headers, query,
+        environ; Duck's request, with its session, in a Duck project), and
+        ``subprotocol`` is the one negotiated. Return to accept; attributes
+        set here (``self.user = ...``) stay for the other hooks. Raise
+        ``duck_ws_sync.Reject(status, reason, headers)`` to refuse: the
+        client gets that status and a plain-text reason, never a 101.
+        Anything else raised is a 500 with a generic reason, its traceback
+        logged.
+
+        It runs on a short-lived event loop of its own, in the request's
+        greenlet or thread: tasks it starts end with it.
+        """
 
     async def on_open(self) -> None:
         """Called once the connection is open, before any message is delivered."""
@@ -366,12 +387,12 @@ class WebSocketView:
         self._loop = loop
         inbox = Inbox(loop, self.RECEIVE_QUEUE_SIZE)
         self._transport = transport = transport_class(sock, self._connection, inbox, initial_data, self)
-        _OPEN_VIEWS.add(self)
+        opened_at = time.monotonic()
+        counters.opened(self)
         try:
             transport.start(loop)
             loop.run_until_complete(inbox.run(self._run_session(inbox)))
         finally:
-            _OPEN_VIEWS.discard(self)
             if self._groups:
                 fanout.leave_all(self)
             # Whatever ended the session (even the worker killing this
@@ -383,6 +404,8 @@ class WebSocketView:
                 loop.cancel_remaining_tasks(self.CLOSE_TIMEOUT)
             finally:
                 loop.close()
+                counters.ended(self)
+                log_connection(self, time.monotonic() - opened_at)
 
     async def _run_session(self, inbox: Inbox) -> None:
         connection = self._connection
@@ -444,13 +467,9 @@ class WebSocketView:
             logger.exception("on_close of WebSocket view %s failed", type(self).__name__)
 
 
-# The open connections of this process (each removes itself when it ends).
-_OPEN_VIEWS: set[WebSocketView] = set()
-
-
 def close_all(code: int = 1001, reason: str = "Server shutting down") -> int:
     """Start the closing handshake on every open connection of this process; return how many."""
-    views = [view for view in list(_OPEN_VIEWS) if view.state is State.OPEN]
+    views = [view for view in counters.live() if view.state is State.OPEN]
     for view in views:
         view.send_close(code, reason)
     return len(views)

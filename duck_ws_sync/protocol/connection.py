@@ -89,6 +89,12 @@ class ServerConnection(FrameWriter):
         frames_received: How many whole frames have been parsed, so a caller
             can time out a client that sends bytes but never a frame.
         frames_sent: How many frames have been written to ``data_to_send``.
+        messages_received: How many text and binary messages
+            ``events_received`` has handed over.
+        bytes_received: How many bytes have been fed to the connection.
+        messages_sent, bytes_sent: How many text and binary messages, and
+            how many bytes of frames of any kind, have been written to
+            ``data_to_send``.
     """
 
     # Slots: every open WebSocket keeps one of these for its whole life.
@@ -106,6 +112,7 @@ class ServerConnection(FrameWriter):
         "_skip",
         "_text",
         "answer_close_at_once",
+        "bytes_received",
         "close_initiator",
         "close_received",
         "close_sent",
@@ -113,6 +120,7 @@ class ServerConnection(FrameWriter):
         "frames_received",
         "max_frame_size",
         "max_message_size",
+        "messages_received",
         "protocol_error",
         "state",
     )
@@ -136,6 +144,10 @@ class ServerConnection(FrameWriter):
         self.protocol_error: ProtocolError | None = None
         self.frames_received = 0
         self.frames_sent = 0
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
         self._events: list[Event] = []
         self._output: list[bytes | memoryview] = []
         self._buffer = bytearray()  # the start of a frame, up to its payload
@@ -165,6 +177,7 @@ class ServerConnection(FrameWriter):
         with ``answer_close_at_once=False``, stops input and leaves the
         failure to the caller). Afterwards at most one frame is incomplete.
         """
+        self.bytes_received += len(data)
         if not self._reading:
             return
         if (
@@ -221,6 +234,7 @@ class ServerConnection(FrameWriter):
         partial = self._partial
         if partial is None or not self._reading:
             raise LocalProtocolError("no frame is being received into a buffer")
+        self.bytes_received += size
         try:
             partial.received(size)
             if partial.complete:
@@ -243,6 +257,11 @@ class ServerConnection(FrameWriter):
             return []
         received = events.copy()
         events.clear()
+        messages = 0
+        for event in received:
+            if type(event) is Message:
+                messages += 1
+        self.messages_received += messages
         return received
 
     @property

@@ -96,7 +96,11 @@ class Response:
     @property
     def status_line(self) -> str:
         """The status as WSGI's ``start_response`` wants it, e.g. ``"101 Switching Protocols"``."""
-        return f"{self.status} {HTTPStatus(self.status).phrase}"
+        try:
+            phrase = HTTPStatus(self.status).phrase
+        except ValueError:  # a status without a name (an application's own)
+            phrase = "Unknown"
+        return f"{self.status} {phrase}"
 
     def serialize(self) -> bytes:
         """Return the response as bytes for the wire."""

@@ -31,10 +31,12 @@ _JOIN_LIMIT = 4096
 class FrameWriter:
     """Frames what a connection sends; ``ServerConnection`` extends it with its state."""
 
-    __slots__ = ("_output", "frames_sent")
+    __slots__ = ("_output", "bytes_sent", "frames_sent", "messages_sent")
 
     _output: list[bytes | memoryview]  # the bytes to send, in order
     frames_sent: int
+    messages_sent: int  # text and binary messages
+    bytes_sent: int  # of every frame, as written (headers and compression included)
 
     if TYPE_CHECKING:  # what the connection provides
         state: State
@@ -66,6 +68,8 @@ class FrameWriter:
         if length < 126 and fits and self.state is OPEN and not self.extensions:
             # A chat's message: one final frame with a two-byte header (§5.2).
             self.frames_sent += 1
+            self.messages_sent += 1
+            self.bytes_sent += 2 + length
             self._output.append(bytes((0x81, length)) + payload)
             return
         self.send_message(OpCode.TEXT, payload, fragment_size)
@@ -92,6 +96,7 @@ class FrameWriter:
             # The message is what the buffer holds now, whatever the caller
             # does with its buffer before the bytes are written.
             payload = bytes(payload)
+        self.messages_sent += 1
         rsv1 = False
         if self.extensions:
             frame = Frame(opcode, True, payload)
@@ -146,9 +151,11 @@ class FrameWriter:
         length = len(payload)
         if length < 126 and fin and not rsv1:
             # The most common frame: final, small, a two-byte header (§5.2).
+            self.bytes_sent += 2 + length
             self._output.append(bytes((0x80 | opcode, length)) + payload)
             return
         header = serialize_header(opcode, length, fin, rsv1)
+        self.bytes_sent += len(header) + length
         if length <= _JOIN_LIMIT:
             self._output.append(header + payload)
         else:
