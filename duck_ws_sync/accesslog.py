@@ -6,8 +6,8 @@ A line reads (here folded in two)::
     subprotocol=- compression=on
 
 with the client's address and port (the real client's behind a trusted proxy),
-the path (never the query string, which may hold a token), the close code
-(1006: TCP ended without a Close) and who sent the first Close (``client``,
+the path (never the query string, which may hold a token), the code of
+the first Close (1006: TCP ended without one) and who sent it (``client``,
 ``server``, or ``-`` for neither), how long the WebSocket was open, the
 messages and bytes received and sent (bytes of frames on the wire), the
 subprotocol and whether permessage-deflate was on. The same values are on
@@ -25,13 +25,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .counters import close_code
 from .protocol import PerMessageDeflate, Side
-from .request import WebSocketRequest
 
 if TYPE_CHECKING:
     from .views import WebSocketView
 
-__all__ = ["log_connection", "logger"]
+__all__ = ["format_address", "log_connection", "logger"]
 
 logger = logging.getLogger("duck_ws_sync.access")
 
@@ -43,23 +43,23 @@ _FORMAT = (
 _CLOSED_BY: dict[Side | None, str | None] = {Side.REMOTE: "client", Side.LOCAL: "server", None: None}
 
 
+def format_address(host: str, port: int) -> str:
+    """``host:port``, brackets around an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def log_connection(view: WebSocketView, duration: float) -> None:
     """Log the line of ``view``'s connection, which has ended after ``duration`` seconds."""
     if not logger.isEnabledFor(logging.INFO):
         return
     connection = view._connection
-    request: Any = view._upgrade if view._upgrade is not None else view.request
-    if isinstance(request, WebSocketRequest):
-        (host, port), path = request.client_address, request.path
-    else:  # a view served outside the middleware, with a request of its own
-        host, port = getattr(request, "client_address", None) or ("", 0)
-        path = str(getattr(request, "path", ""))
+    host, port, path = view._client_and_path()
     fields: dict[str, Any] = {
         "client_host": host,
         "client_port": port,
         "path": path,
         "view": type(view).__name__,
-        "close_code": view.close_code if view.close_code is not None else 1006,
+        "close_code": close_code(view),
         "closed_by": _CLOSED_BY[connection.close_initiator] if connection is not None else None,
         "duration": duration,
         "subprotocol": view.subprotocol,
@@ -68,7 +68,7 @@ def log_connection(view: WebSocketView, duration: float) -> None:
     for name in ("messages_received", "bytes_received", "messages_sent", "bytes_sent"):
         fields[name] = getattr(connection, name, 0)
     line = dict(fields)
-    line["client"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    line["client"] = format_address(host, port)
     line["closed_by"] = fields["closed_by"] or "-"
     line["subprotocol"] = fields["subprotocol"] or "-"
     line["compression"] = "on" if fields["compression"] else "off"

@@ -20,6 +20,8 @@ from .exceptions import LocalProtocolError
 from .heartbeat import Heartbeat
 from .inbox import END
 from .protocol import Message, Pong, State
+from .ratelimit import REASON as RATE_EXCEEDED
+from .ratelimit import MessageRate
 
 if TYPE_CHECKING:
     from .inbox import Inbox
@@ -48,12 +50,17 @@ def unsent(chunks: list[Any], sent: int) -> list[Any]:
 class Channel(Heartbeat):
     """A socket, its protocol core, the inbox its messages go to, and the deadlines (``Heartbeat``)."""
 
-    __slots__ = ("_broken", "_reading_done", "_write_lock", "connection", "inbox", "socket")
+    __slots__ = ("_broken", "_rate", "_reading_done", "_write_lock", "connection", "inbox", "socket")
 
     socket: socket.socket
     connection: ServerConnection
     inbox: Inbox
     _write_lock: Any  # held while frames are written: they go out whole, in the core's order
+
+    def _start_clock(self, settings: Any, now: float) -> None:
+        super()._start_clock(settings, now)
+        rate = getattr(settings, "MAX_MESSAGE_RATE", None)
+        self._rate = MessageRate(rate, settings, now) if rate else None
 
     def send(self, action: Callable[..., None], *args: Any) -> bool:
         """Call a sending method of the core and write its frames; False when nothing could be sent."""
@@ -207,6 +214,11 @@ class Channel(Heartbeat):
             # The client's Close, or a protocol error: our Close is due
             # within CLOSE_TIMEOUT, after the messages that came before.
             self._closing_starts()
+        if events and self._rate is not None and not self._rate.take(len(events), time.monotonic()):
+            events = []
+            if not ended and connection.close_sent is None:
+                self._rate.log_exceeded()
+                self.close(1008, RATE_EXCEEDED)  # what follows is dropped until the client's Close
         if events:
             if direct:
                 self.inbox.deliver(events)

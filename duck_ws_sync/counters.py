@@ -15,12 +15,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .protocol import Side
 from .takeover import gunicorn_worker
 
 if TYPE_CHECKING:
     from .views import WebSocketView
 
-__all__ = ["COUNTS", "ended", "live", "opened", "stats", "stats_app"]
+__all__ = ["COUNTS", "close_code", "ended", "live", "opened", "stats", "stats_app", "when_opened"]
 
 #: The per-connection counts a snapshot sums (the protocol core's attributes).
 COUNTS = ("messages_received", "messages_sent", "bytes_received", "bytes_sent")
@@ -30,6 +31,8 @@ _lock = threading.Lock()
 _live: set[WebSocketView] = set()
 _totals = dict.fromkeys(("opened", "closed", *COUNTS), 0)
 _close_codes: dict[int, int] = {}
+# Called as each session starts (metrics.py starts its publisher from there).
+_when_opened: list[Callable[[], None]] = []
 
 
 def opened(view: WebSocketView) -> None:
@@ -37,6 +40,13 @@ def opened(view: WebSocketView) -> None:
     with _lock:
         _live.add(view)
         _totals["opened"] += 1
+    for callback in _when_opened:
+        callback()
+
+
+def when_opened(callback: Callable[[], None]) -> None:
+    """Call ``callback`` (quick, never failing) whenever a session starts in this process."""
+    _when_opened.append(callback)
 
 
 def ended(view: WebSocketView) -> None:
@@ -50,8 +60,18 @@ def ended(view: WebSocketView) -> None:
         if connection is not None:
             for name in COUNTS:
                 _totals[name] += getattr(connection, name)
-        code = view.close_code if view.close_code is not None else 1006
+        code = close_code(view)
         _close_codes[code] = _close_codes.get(code, 0) + 1
+
+
+def close_code(view: WebSocketView) -> int:
+    """How ``view``'s connection ended: the code of the first Close, whoever sent it; 1006 when none came."""
+    connection = view._connection
+    if connection is not None:
+        first = connection.close_sent if connection.close_initiator is Side.LOCAL else connection.close_received
+        if first is not None:
+            return first.code
+    return view.close_code if view.close_code is not None else 1006
 
 
 def live() -> list[WebSocketView]:
@@ -69,8 +89,9 @@ def stats() -> dict[str, Any]:
         (text and binary messages), ``bytes_received``, ``bytes_sent``
         (frames on the wire, headers and compression included; the
         handshake is not counted) over every connection, open or ended,
-        ``close_codes`` (ended connections by close code, 1006 for those
-        that lost TCP without a Close), and ``pid``.
+        ``close_codes`` (ended connections by the code of their first
+        Close, whoever sent it; 1006 for those that lost TCP without a
+        Close), and ``pid``.
     """
     with _lock:
         views = list(_live)

@@ -23,6 +23,7 @@ from typing import Any
 from .budget import ConnectionBudget
 from .exceptions import Reject
 from .protocol import InvalidHandshake, Response, ServerHandshake
+from .proxies import TrustedProxies
 from .request import WebSocketRequest, wsgi_to_text
 from .takeover import Takeover, Unsupported, end_call, find_socket, take
 from .urls import URLPattern, resolve
@@ -49,6 +50,11 @@ class WebSocketMiddleware:
             ``Retry-After``. None: no limit on gevent and werkzeug, and on
             gunicorn's gthread worker all its threads but a quarter (at
             least one), kept for plain HTTP.
+        trusted_proxies: The proxies in front of the server (addresses,
+            networks such as ``"10.0.0.0/8"``, ``"unix"``): from them, and
+            only from them, ``Forwarded`` and ``X-Forwarded-For``,
+            ``-Proto`` and ``-Host`` give the client's address, scheme and
+            host for WebSocket upgrades (``proxies.py``).
     """
 
     def __init__(
@@ -56,10 +62,12 @@ class WebSocketMiddleware:
         app: WSGIApp | None,
         urlpatterns: Sequence[URLPattern | Mapping[str, Any]],
         max_connections: int | None = None,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.urlpatterns = [route for route in map(_websocket_route, urlpatterns) if route is not None]
         self.budget = ConnectionBudget(max_connections)
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
 
     def prepare(self, view_class: Any, request: WebSocketRequest) -> tuple[Any, ServerHandshake] | Response:
         """Before the handshake: the request the view gets, and the handshake's policy; or a refusal.
@@ -101,6 +109,8 @@ class WebSocketMiddleware:
     ) -> _Upgraded | Iterable[bytes]:
         """Check the upgrade, take the socket over and write the 101; or answer why not."""
         view_class = pattern.handler
+        if self.trusted_proxies:
+            self.trusted_proxies.apply(environ)
         request = WebSocketRequest(environ)
         if pattern.methods is not None and request.method not in pattern.methods:
             allow = [("Allow", ", ".join(pattern.methods))]

@@ -55,8 +55,13 @@ class WebSocketRequest:
         return {name: morsel.value for name, morsel in cookie.items()}
 
     @property
+    def scheme(self) -> str:
+        """``"http"`` or ``"https"``: the scheme the client used (told by a trusted proxy, else the server's)."""
+        return str(self.environ.get("wsgi.url_scheme", "http"))
+
+    @property
     def client_address(self) -> tuple[str, int]:
-        """The client's address and port, as the server saw them."""
+        """The client's address and port: behind a trusted proxy, the client's it forwarded (port 0 if not given)."""
         return self.environ.get("REMOTE_ADDR", ""), int(self.environ.get("REMOTE_PORT") or 0)
 
     @property
@@ -74,7 +79,10 @@ class WebSocketRequest:
         target = path + (f"?{self.query_string}" if self.query_string else "")
         # Headers read for the check only: a view that never reads them keeps none.
         headers = self.__dict__.get("headers") or Headers(_headers_from_environ(self.environ))
-        return Request(self.method, target, headers, self.environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
+        # The scheme is compared by the same-origin check only when a trusted proxy told it.
+        proxy = self.environ.get("duck_ws_sync.proxy")
+        scheme = proxy["scheme"] if proxy is not None else None
+        return Request(self.method, target, headers, self.environ.get("SERVER_PROTOCOL", "HTTP/1.1"), scheme)
 
     def __repr__(self) -> str:
         return f"<WebSocketRequest {self.method} {self.path!r}>"

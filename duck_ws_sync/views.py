@@ -135,6 +135,9 @@ class WebSocketView:
             turn compression off.
         RECEIVE_QUEUE_SIZE: Messages read ahead of ``on_receive``; when the
             queue is full we stop reading and TCP slows the client down.
+        MAX_MESSAGE_RATE: Messages a second a client may send, in bursts of
+            as many; a client over it is closed with 1008 and logged (None:
+            no limit).
         BROADCAST_BUFFER: Bytes of broadcasts (``duck_ws_sync.broadcast``)
             that may wait for this connection; beyond them it is closed with
             1013, so that a slow client never holds up the others.
@@ -154,6 +157,7 @@ class WebSocketView:
     SUBPROTOCOLS: ClassVar[Sequence[str]] = ()
     COMPRESSION: ClassVar[PerMessageDeflate | None] = PerMessageDeflate()
     RECEIVE_QUEUE_SIZE: ClassVar[int] = 16
+    MAX_MESSAGE_RATE: ClassVar[float | None] = None
     BROADCAST_BUFFER: ClassVar[int] = 1 * MiB
     DEBUG: ClassVar[bool] = False
 
@@ -240,6 +244,16 @@ class WebSocketView:
         """The client's ``Sec-WebSocket-Version``."""
         version = self.request.get_header("Sec-WebSocket-Version")
         return int(version) if version and version.isdigit() else None
+
+    def _client_and_path(self) -> tuple[str, int, str]:
+        """The client's address and port, and the path, from the upgrade request (for the logs)."""
+        request: Any = self._upgrade if self._upgrade is not None else self.request
+        if isinstance(request, WebSocketRequest):
+            host, port = request.client_address
+            return host, port, request.path
+        # A view served outside the middleware, with a request of its own.
+        host, port = getattr(request, "client_address", None) or ("", 0)
+        return str(host), int(port or 0), str(getattr(request, "path", ""))
 
     @staticmethod
     def strictly_async() -> bool:

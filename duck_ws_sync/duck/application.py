@@ -26,20 +26,22 @@ from .http import duck_request, serve_http, wsgi_status_and_headers
 __all__ = ["DuckWebSocketMiddleware", "wsgi_application"]
 
 
-def wsgi_application(settings_module: str | None = None) -> DuckWebSocketMiddleware:
+def wsgi_application(settings_module: str | None = None, **options: Any) -> DuckWebSocketMiddleware:
     """The project's WSGI application.
 
     Args:
         settings_module: The project's settings module (``"web.settings"``);
             None takes ``DUCK_SETTINGS_MODULE`` from the environment, as
             Duck does.
+        options: ``WebSocketMiddleware``'s (``max_connections``,
+            ``trusted_proxies``).
 
     Duck is set up once per process: a second call serves the same routes.
     """
     _set_up_duck(settings_module)
     from duck.settings.loaded import get_user_urlpatterns  # noqa: PLC0415 (after the settings module is chosen)
 
-    return DuckWebSocketMiddleware(serve_http, get_user_urlpatterns())
+    return DuckWebSocketMiddleware(serve_http, get_user_urlpatterns(), **options)
 
 
 def _set_up_duck(settings_module: str | None) -> None:

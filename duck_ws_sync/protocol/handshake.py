@@ -53,6 +53,8 @@ MAGIC_STRING = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OriginPattern = Union[str, "re.Pattern[str]"]
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+# A WebSocket's scheme is its page's, secure or not.
+_WEB_SCHEMES = {"http": "http", "ws": "http", "https": "https", "wss": "https"}
 _HTTP_VERSION = re.compile(r"HTTP/1\.([1-9][0-9]*)")
 
 
@@ -71,12 +73,17 @@ class Request:
         path: The request target (path and query string).
         headers: The request headers.
         http_version: The protocol, such as ``"HTTP/1.1"``.
+        scheme: The scheme the client used (``"http"`` or ``"https"``) when
+            known for sure, such as from a trusted proxy; the same-origin
+            check then compares it too. None: unknown, and only the host
+            and port are compared.
     """
 
     method: str
     path: str
     headers: Headers
     http_version: str = "HTTP/1.1"
+    scheme: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ class HandshakeResult:
         return self.error is None
 
 
-def origin_allowed(origin: str, host: str, allowed: Sequence[OriginPattern] | None) -> bool:
+def origin_allowed(origin: str, host: str, allowed: Sequence[OriginPattern] | None, scheme: str | None = None) -> bool:
     """Tell whether a browser's ``Origin`` may open a WebSocket.
 
     Args:
@@ -167,9 +174,13 @@ def origin_allowed(origin: str, host: str, allowed: Sequence[OriginPattern] | No
             the ``Host`` header's, the port defaulting by the origin's scheme);
             otherwise exact origins, glob patterns (``*`` and ``?``), compiled
             regular expressions (matched in full), or ``"*"`` for any origin.
+        scheme: The request's scheme, when known for sure (``http`` or
+            ``https``; ``ws`` and ``wss`` are taken as these): same-origin
+            then needs the origin's scheme to be it too, and ``Host``'s
+            port defaults by it.
     """
     if allowed is None:
-        return _same_origin(origin, host)
+        return _same_origin(origin, host, scheme)
     for pattern in allowed:
         compiled = pattern if isinstance(pattern, re.Pattern) else _glob(pattern)
         if compiled.fullmatch(origin):
@@ -188,13 +199,18 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(translated, re.IGNORECASE)
 
 
-def _same_origin(origin: str, host: str) -> bool:
+def _same_origin(origin: str, host: str, scheme: str | None) -> bool:
     try:
         parts = urlsplit(origin)
         default_port = _DEFAULT_PORTS.get(parts.scheme.lower())
         origin_port = default_port if parts.port is None else parts.port
         host_parts = urlsplit("//" + host)
-        # Host names no port when it is the default one of the page's scheme.
+        if scheme is not None:
+            request_scheme = _WEB_SCHEMES.get(scheme.lower())
+            if request_scheme is None or _WEB_SCHEMES.get(parts.scheme.lower()) != request_scheme:
+                return False
+            default_port = _DEFAULT_PORTS[request_scheme]
+        # Host names no port when it is the default one of the scheme.
         host_port = default_port if host_parts.port is None else host_parts.port
     except ValueError:  # an invalid port number
         return False
@@ -297,7 +313,7 @@ class ServerHandshake:
         origins = headers.get_all("Origin")
         if len(origins) > 1:
             raise InvalidHandshake(400, "More than one Origin header")
-        if origins and not origin_allowed(origins[0], hosts[0].strip(), self.allowed_origins):
+        if origins and not origin_allowed(origins[0], hosts[0].strip(), self.allowed_origins, request.scheme):
             raise InvalidHandshake(403, f"Origin {_shorten(origins[0])} is not allowed")
         return keys[0]
 

@@ -146,6 +146,9 @@ class TestOpeningResponse:
     def test_response_without_body_serializes_to_head_only(self):
         assert Response(204, [("X-A", "1")]).serialize() == b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
 
+    def test_a_status_without_a_name_gets_a_neutral_phrase(self):
+        assert Response(499, []).status_line == "499 Unknown"
+
 
 # RFC 6455 §4.2.2 item 1 and §4.4: refusing a request.
 
@@ -358,6 +361,31 @@ class TestSameOrigin:
 
     def test_other_site_is_refused(self):
         assert not origin_allowed("https://evil.example", "example.com", None)
+
+
+class TestSameOriginWithAKnownScheme:
+    """The scheme the client used, known from a trusted proxy, is compared too."""
+
+    @pytest.mark.parametrize("scheme", ["https", "wss", "HTTPS"])
+    def test_a_secure_page_for_a_secure_request(self, scheme):
+        assert origin_allowed("https://example.com", "example.com", None, scheme)
+
+    def test_host_port_defaults_by_the_request_scheme(self):
+        assert origin_allowed("https://example.com:443", "example.com", None, "https")
+        assert not origin_allowed("https://example.com", "example.com", None, "http")
+
+    def test_a_plain_page_for_a_secure_request_is_another_origin(self):
+        assert not origin_allowed("http://example.com:443", "example.com:443", None, "https")
+        assert not origin_allowed("http://example.com", "example.com", None, "https")
+
+    def test_an_unknown_request_scheme_allows_nothing(self):
+        assert not origin_allowed("https://example.com", "example.com", None, "gopher")
+
+    def test_the_handshake_uses_the_request_scheme(self):
+        secure = Request("GET", "/", Headers([*VALID_HEADERS, ("Origin", "https://example.com")]), scheme="https")
+        assert accept(secure).accepted
+        plain = Request("GET", "/", Headers([*VALID_HEADERS, ("Origin", "https://example.com")]), scheme="http")
+        assert_rejected(accept(plain), 403)
 
     def test_subdomain_is_refused(self):
         assert not origin_allowed("https://sub.example.com", "example.com", None)
