@@ -68,7 +68,7 @@ access.addHandler(AccessLines())
 
 class Private(WebSocketView):
     PING_INTERVAL = None
-    SUBPROTOCOLS = ["bearer"]
+    SUBPROTOCOLS = ("bearer",)
 
     async def authorize(self) -> None:
         token = self.request.query_params.get("token")
