@@ -62,3 +62,26 @@ def test_duck_base_exception_name_is_an_alias_not_a_shadow():
     assert "BaseException" not in vars(exceptions)
     with pytest.raises(AttributeError):
         exceptions.NoSuchName  # noqa: B018
+
+
+def test_reject_carries_a_status_a_one_line_reason_and_headers():
+    rejection = duck_ws_sync.Reject(401, "Log in\nfirst", [("WWW-Authenticate", "Bearer")])
+    assert isinstance(rejection, duck_ws_sync.WebSocketError)
+    assert (rejection.status, rejection.reason, rejection.headers) == (
+        401,
+        "Log in first",
+        [("WWW-Authenticate", "Bearer")],
+    )
+    assert duck_ws_sync.Reject(403).reason == "Forbidden"
+    assert duck_ws_sync.Reject(499).reason == "Refused"
+
+
+@pytest.mark.parametrize("status", [101, 200, 302, 600, "401"])
+def test_reject_needs_an_error_status(status):
+    with pytest.raises(ValueError, match="needs an error status"):
+        duck_ws_sync.Reject(status)
+
+
+def test_reject_refuses_a_header_that_would_split_the_response():
+    with pytest.raises(ValueError, match="line break"):
+        duck_ws_sync.Reject(401, headers=[("WWW-Authenticate", "Bearer\r\nSet-Cookie: x=1")])

@@ -96,6 +96,17 @@ def test_the_view_gets_the_session_of_the_cookie_duck_set(ws_live_server: LiveSe
     assert info["cookies"] == {name: value}
 
 
+def test_authorize_reads_ducks_session_before_the_101(ws_live_server: LiveServer, ws_connect: Connect) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+        ws_connect("/ws/members")
+    assert caught.value.status_code == 401
+    assert caught.value.resp_body == b"Say hello first: /api/hello?name=...\n"
+    with urllib.request.urlopen(ws_live_server.url + "/api/hello?name=Grace", timeout=5) as response:
+        cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+    with ws_connect("/ws/members", cookie=cookie) as client:
+        assert client.recv() == "hello again, Grace"
+
+
 def test_a_cross_site_origin_is_refused_and_the_sites_own_accepted(
     ws_live_server: LiveServer, ws_connect: Connect
 ) -> None:

@@ -239,3 +239,68 @@ def test_a_plain_http_view_notifies_every_dashboard() -> None:
             order = json.loads(response.read())
         assert order["item"] == "duck"
         assert [dashboard.receive_json() for dashboard in dashboards] == [{"new_order": order}] * 3
+
+
+# examples/flask_auth.py: authorize with Flask's session cookie or a bearer token.
+
+
+@pytest.fixture(scope="module")
+def flask_auth(server_kind: str) -> Iterator[Server]:
+    with serve(server_kind, "examples.flask_auth:app") as server:
+        yield server
+
+
+def log_in(server: Server, user: str) -> str:
+    """Log ``user`` in; the session cookie (``name=value``)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/login", data=f"user={user}".encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        return response.headers["Set-Cookie"].split(";")[0]
+
+
+def bearer_token(server: Server, cookie: str) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/token", headers={"Cookie": cookie})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        return json.loads(response.read())["token"]
+
+
+def test_flask_auth_the_session_cookie_opens_the_chat(flask_auth: Server) -> None:
+    cookie = log_in(flask_auth, "ann")
+    ws = websocket.create_connection(flask_auth.url("/ws/chat"), timeout=TIMEOUT, cookie=cookie)
+    try:
+        assert ws.recv() == "welcome, ann"
+        ws.send("hello")
+        assert ws.recv() == "ann: hello"
+    finally:
+        ws.close()
+
+
+def test_flask_auth_without_a_session_is_401(flask_auth: Server) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+        websocket.create_connection(flask_auth.url("/ws/chat"), timeout=TIMEOUT, cookie="session=forged")
+    assert caught.value.status_code == 401
+    assert caught.value.resp_headers["www-authenticate"] == 'Bearer realm="chat"'
+
+
+def test_flask_auth_a_bearer_token_in_the_query_or_the_subprotocols(flask_auth: Server) -> None:
+    token = bearer_token(flask_auth, log_in(flask_auth, "bo"))
+    by_query = websocket.create_connection(flask_auth.url(f"/ws/chat?token={token}"), timeout=TIMEOUT)
+    by_protocol = websocket.create_connection(
+        flask_auth.url("/ws/chat"), timeout=TIMEOUT, subprotocols=["bearer", token]
+    )
+    try:
+        assert by_query.recv() == "welcome, bo"
+        assert by_protocol.recv() == "welcome, bo"
+        assert by_protocol.getsubprotocol() == "bearer"
+    finally:
+        by_query.close()
+        by_protocol.close()
+
+
+def test_flask_auth_a_forged_token_is_403(flask_auth: Server) -> None:
+    token = bearer_token(flask_auth, log_in(flask_auth, "cy"))
+    with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+        websocket.create_connection(flask_auth.url(f"/ws/chat?token={token[:-2]}xx"), timeout=TIMEOUT)
+    assert caught.value.status_code == 403
+    assert caught.value.resp_body == b"Invalid token\n"

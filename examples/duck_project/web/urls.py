@@ -17,4 +17,5 @@ urlpatterns = [
     path("/ws/notifications", views.NotificationSocket, name="notifications"),
     path("/ws/request/<room>", views.RequestInfo, name="request-info"),
     path("/ws/echo", views.EchoSocket, name="echo"),
+    path("/ws/members", views.MembersOnly, name="members"),
 ]

@@ -12,7 +12,7 @@ import asyncio
 from duck.http.response import HttpResponse, JsonResponse
 from duck.utils.asyncio import create_task  # Better than default asyncio.create_task
 
-from duck_ws_sync import OpCode, WebSocketView
+from duck_ws_sync import OpCode, Reject, WebSocketView
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -73,6 +73,19 @@ class RequestInfo(WebSocketView):
             }
         )
         await self.send_close()
+
+
+class MembersOnly(WebSocketView):
+    """Only for visitors whose Duck session has a name (``/api/hello?name=...`` sets it): checked before the 101."""
+
+    async def authorize(self):
+        name = self.request.SESSION.get("name")
+        if not name:
+            raise Reject(401, "Say hello first: /api/hello?name=...")
+        self.name = name
+
+    async def on_open(self):
+        await self.send_text(f"hello again, {self.name}")
 
 
 class EchoSocket(WebSocketView):
