@@ -216,3 +216,15 @@ def test_a_client_at_the_limit_is_not_closed(server: Server) -> None:
             assert ws.recv() == str(number)
     finally:
         ws.close()
+
+
+def test_a_request_head_that_never_ends_is_dropped_by_gunicorns_gevent_worker(server: Server) -> None:
+    if server.kind != "gunicorn":
+        pytest.skip(
+            "gunicorn -k gevent bounds the request head by --keep-alive; docs/security.md says what the others do"
+        )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and nothing more
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # closed, without a word
+        assert time.monotonic() - started < 5  # --keep-alive, 2 s by default
