@@ -60,7 +60,7 @@ class Channel(Heartbeat):
     def _start_clock(self, settings: Any, now: float) -> None:
         super()._start_clock(settings, now)
         rate = getattr(settings, "MAX_MESSAGE_RATE", None)
-        self._rate = MessageRate(rate, settings, now) if rate else None
+        self._rate = MessageRate(rate, settings._client_and_path(), now) if rate else None
 
     def send(self, action: Callable[..., None], *args: Any) -> bool:
         """Call a sending method of the core and write its frames; False when nothing could be sent."""

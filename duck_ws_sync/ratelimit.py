@@ -11,7 +11,6 @@ then on are dropped unhandled (RFC 6455 §7.1.1), and a line is logged.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from .accesslog import format_address
 
@@ -27,15 +26,15 @@ class MessageRate:
 
     Args:
         rate: Messages a second, and the largest burst (at least one message).
-        view: The connection's view, named in the log line.
+        where: The client's address and port and the path, for the log line.
     """
 
-    __slots__ = ("_at", "_tokens", "burst", "rate", "view")
+    __slots__ = ("_at", "_tokens", "burst", "rate", "where")
 
-    def __init__(self, rate: float, view: Any, now: float) -> None:
+    def __init__(self, rate: float, where: tuple[str, int, str], now: float) -> None:
         self.rate = float(rate)
         self.burst = max(self.rate, 1.0)
-        self.view = view
+        self.where = where
         self._tokens = self.burst
         self._at = now
 
@@ -51,7 +50,7 @@ class MessageRate:
 
     def log_exceeded(self) -> None:
         """Say in the log which client went over the limit."""
-        host, port, path = self.view._client_and_path()
+        host, port, path = self.where
         logger.warning(
             "closing WebSocket %s of %s with 1008: over MAX_MESSAGE_RATE (%g messages a second)",
             path,
