@@ -1,9 +1,12 @@
 """``WebSocketMiddleware``: WebSocket routes in front of any WSGI application.
 
 A request whose path matches a WebSocket route is upgraded here: the
-handshake is checked (a bad one gets its 4xx with a plain reason), the
-connection budget is checked (503 beyond it, ``budget.py``), the socket is
-taken over from the server (``takeover.py``), and the 101 is written. On
+client's address is read from a trusted proxy's headers (``proxies.py``),
+the handshake is checked (a bad one gets its 4xx with a plain reason), the
+view's ``authorize`` hook says whether this client may connect (``Reject``
+gets its status, any other exception a 500), the connection budget is
+checked (503 beyond it, ``budget.py``), the socket is taken over from the
+server (``takeover.py``), and the 101 is written. On
 gevent the WSGI call then ends at once and the view serves the connection
 in a greenlet of its own (``sessions.py``); on a thread-per-connection
 server the view serves it in the request's own thread, inside the call
