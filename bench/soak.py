@@ -227,6 +227,8 @@ def main() -> int:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), options.sample_every)
                 elapsed = time.monotonic() - start
+                if done.is_set() and rows and elapsed - rows[-1][0] < 1:
+                    return  # the last sample has just been taken
                 memory = {pid: rss_kib(pid) for pid in pids}
                 rows.append((elapsed, memory))
                 cells = " | ".join(f"{memory[pid] / 1024:.1f} | {descriptors(pid)}" for pid in pids)

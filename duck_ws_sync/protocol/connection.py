@@ -257,11 +257,11 @@ class ServerConnection(FrameWriter):
             return []
         received = events.copy()
         events.clear()
-        messages = 0
-        for event in received:
-            if type(event) is Message:
-                messages += 1
-        self.messages_received += messages
+        if len(received) == 1:  # the common read: one message
+            if type(received[0]) is Message:
+                self.messages_received += 1
+        else:
+            self.messages_received += sum(type(event) is Message for event in received)
         return received
 
     @property
