@@ -76,6 +76,28 @@ def descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_descriptors(pid: int) -> int:
+    """A worker's open descriptors once idle: the fewest over two seconds.
+
+    The connection of the last ``/stats`` request may still be closing when
+    the first sample is taken; a leaked descriptor stays in every sample.
+    """
+    fewest = descriptors(pid)
+    for _ in range(10):
+        time.sleep(0.2)
+        fewest = min(fewest, descriptors(pid))
+    return fewest
+
+
+def descriptor_targets(pid: int) -> list[str]:
+    """What a worker's descriptors point to (sockets, pipes, files), for a failure's message."""
+    targets = []
+    for name in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        with contextlib.suppress(OSError):
+            targets.append(f"{name}->{os.readlink(f'/proc/{pid}/fd/{name}')}")
+    return targets
+
+
 def open_connections(port: int, pids: list[int]) -> dict[int, int]:
     """``open`` of every worker's stats, asking until each has answered (the kernel picks the worker)."""
     seen: dict[int, int] = {}
@@ -214,7 +236,7 @@ def main() -> int:
         # A first round of each kind of client opens what a worker opens once (its epoll, its buffers).
         asyncio.run(load(server.port, 3, Tally(), options.seed))
         wait_idle(server, pids)
-        idle_fds = {pid: descriptors(pid) for pid in pids}
+        idle_fds = {pid: settled_descriptors(pid) for pid in pids}
         print(f"gunicorn -k {options.worker} -w 2, workers {pids}; {options.minutes:g} min of churn")
         print("| t (s) | load 1m | " + " | ".join(f"RSS {pid} (MiB) | fds {pid}" for pid in pids) + " | conns | msgs |")
         print("|---" * (3 + 2 * len(pids)) + "|")
@@ -255,10 +277,13 @@ def main() -> int:
             failures.append(f"a worker was replaced: {pids} -> {workers(server.pid)}")
         if not wait_idle(server, pids):
             failures.append(f"WebSockets still open 30 s after the churn: {open_connections(server.port, pids)}")
-        end_fds = {pid: descriptors(pid) for pid in pids}
+        end_fds = {pid: settled_descriptors(pid) for pid in pids}
         for pid in pids:
             if end_fds[pid] > idle_fds[pid]:
-                failures.append(f"worker {pid}: {end_fds[pid]} descriptors once idle, {idle_fds[pid]} at the start")
+                failures.append(
+                    f"worker {pid}: {end_fds[pid]} descriptors once idle, {idle_fds[pid]} at the start: "
+                    f"{descriptor_targets(pid)}"
+                )
         base = next(((t, memory) for t, memory in rows if t >= warmup), None)
         if base is not None:
             for elapsed, memory in rows:
