@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .counters import close_code
+from .counters import COUNTS, close_code
 from .protocol import PerMessageDeflate, Side
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def log_connection(view: WebSocketView, duration: float) -> None:
         "subprotocol": view.subprotocol,
         "compression": any(isinstance(extension, PerMessageDeflate) for extension in view.extensions),
     }
-    for name in ("messages_received", "bytes_received", "messages_sent", "bytes_sent"):
+    for name in COUNTS:
         fields[name] = getattr(connection, name, 0)
     line = dict(fields)
     line["client"] = format_address(host, port)

@@ -57,11 +57,16 @@ def ended(view: WebSocketView) -> None:
             return
         _live.discard(view)
         _totals["closed"] += 1
-        if connection is not None:
-            for name in COUNTS:
-                _totals[name] += getattr(connection, name)
+        _add_counts(_totals, connection)
         code = close_code(view)
         _close_codes[code] = _close_codes.get(code, 0) + 1
+
+
+def _add_counts(totals: dict[str, int], connection: Any) -> None:
+    """Add a connection's counts (its protocol core's) to ``totals``; nothing for a connection never made."""
+    if connection is not None:
+        for name in COUNTS:
+            totals[name] += getattr(connection, name)
 
 
 def close_code(view: WebSocketView) -> int:
@@ -98,10 +103,7 @@ def stats() -> dict[str, Any]:
         totals = dict(_totals)
         close_codes = dict(sorted(_close_codes.items()))
     for view in views:
-        connection = view._connection
-        if connection is not None:
-            for name in COUNTS:
-                totals[name] += getattr(connection, name)
+        _add_counts(totals, view._connection)
     return {
         "open": len(views),
         "opened": totals["opened"],
