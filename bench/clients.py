@@ -30,9 +30,9 @@ class ClientError(BenchError):
 
 
 def ensure_built() -> Path:
-    """Build the load generator when it is missing or older than its sources."""
+    """Build the load generator when it is missing or older than its sources (and install wrk when missing)."""
     newest = max(path.stat().st_mtime for path in SOURCES.glob("*.go"))
-    if not BINARY.exists() or BINARY.stat().st_mtime < newest:
+    if not BINARY.exists() or BINARY.stat().st_mtime < newest or shutil.which("wrk") is None:
         print(f"building {BINARY.relative_to(REPO)} ...", flush=True)
         subprocess.run(["sh", str(BUILD_SCRIPT), str(BINARY)], check=True, timeout=600)
     return BINARY

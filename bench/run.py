@@ -148,6 +148,7 @@ def select(arguments: argparse.Namespace) -> tuple[list[Spec], list[Spec], list[
         keep = wanted | {catalog.RAW} | {f"duck-pywsgi-{number}" for number in range(1, len(compare) + 1)}
         specs = [spec for spec in specs if spec.key in keep]  # raw: the reference; --compare's: asked for
     rows = [row for row in table(settings) if row.group in groups]
+    specs = [spec for spec in specs if spec.key == catalog.RAW or any(row.applies(spec) for row in rows)]
     http_specs = catalog.http_servers(arguments.root) if "HTTP" in groups else []
     return specs, http_specs, rows, settings
 
