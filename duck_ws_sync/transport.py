@@ -129,7 +129,7 @@ class Transport(Channel):
         self._hub_reads = False  # ... and calls _read_while_idle, not the loop's wake
         # A read parsed in the hub, for the loop's greenlet: (events, whether output waits).
         self._unhandled: tuple[list[Any], bool] | None = None
-        self._drained = False  # the last read was the hub's: no need to try another at once
+        self._drained = False  # the last read took all there was (a short one, or the hub's): no second read at once
         # TLS sockets may hold decrypted bytes that polling the descriptor
         # cannot see, so a standby greenlet reads them all along.
         self._raw_socket: Any = getattr(sock, "_sock", None)
@@ -281,6 +281,7 @@ class Transport(Channel):
         again itself: a standby greenlet that waits for the socket ends.
         """
         self._loop_idle = True
+        self._drained = False  # what comes from now on, the watcher reports
         self._end_standby_wait()
         if self._unhandled is not None:
             self._hub.loop.run_callback(wake, True)
@@ -356,8 +357,14 @@ class Transport(Channel):
                 target.release()
         if not size:
             self._receive(None, direct=True)
+        elif target is None:
+            # A read that did not fill the buffer took all there was: the
+            # next read would most likely find nothing (a system call and an
+            # exception); the watcher reports whatever comes meanwhile.
+            self._drained = size < len(self._buffer)
+            self._receive(self._buffer[:size], direct=True)
         else:
-            self._receive(self._buffer[:size] if target is None else size, direct=True)
+            self._receive(size, direct=True)
         return True
 
     def _read_standby(self) -> None:
