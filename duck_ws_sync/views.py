@@ -66,7 +66,10 @@ class SendResult(Coroutine[Any, Any, bool]):
         self.sent = sent
 
     def __await__(self) -> Generator[Any, None, bool]:
-        return self  # type: ignore[return-value]
+        # A generator that returns at once: ``await`` takes its value
+        # without the StopIteration that a ``__next__`` would have to raise.
+        yield from ()
+        return self.sent
 
     def __next__(self) -> Any:
         raise StopIteration(self.sent)
