@@ -145,6 +145,28 @@ def test_the_heartbeat_of_an_idle_connection_never_wakes_the_loop():
         serving.join(5)
 
 
+def test_a_message_that_comes_after_a_short_read_is_read_without_waiting_for_more():
+    # A read that does not fill the buffer is taken to have drained the
+    # socket, and the loop waits on the watcher instead of reading again:
+    # what came meanwhile must still be reported by the watcher at once.
+    server_side, client = gevent.socket.socketpair()
+
+    class SendsMore(Echo):
+        async def on_receive(self, data: bytes, opcode: int) -> None:
+            if data == b"first":
+                client.sendall(frame(TEXT, b"second"))  # arrives while this hook runs, after the read
+            await self.send(data, opcode)
+
+    view = SendsMore(WebSocketRequest(dict(UPGRADE)))
+    serving = gevent.spawn(view.serve, server_side)
+    try:
+        client.sendall(frame(TEXT, b"first"))
+        assert read_frames(client, 2) == [(True, False, TEXT, b"first"), (True, False, TEXT, b"second")]
+    finally:
+        client.close()
+        serving.join(5)
+
+
 @pytest.mark.parametrize("pong_expected", [False, True], ids=["loop-reads", "hub-reads"])
 def test_a_shutdown_while_idle_wakes_the_loop_and_ends_the_session(monkeypatch, pong_expected):
     # gevent cancels the waits on a socket that is shut down by calling
