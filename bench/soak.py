@@ -228,7 +228,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--growth-limit", type=float, default=GROWTH_LIMIT,
-        help="a worker's memory may grow this fraction past its warm-up's highest (default 0.10)",
+        help=f"a worker's memory may grow this fraction past its warm-up's highest (default {GROWTH_LIMIT})",
     )  # fmt: skip
     options = parser.parse_args()
     seconds = options.minutes * 60
