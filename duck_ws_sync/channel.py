@@ -66,6 +66,10 @@ class Channel(Heartbeat):
         """Call a sending method of the core and write its frames; False when nothing could be sent."""
         raise NotImplementedError
 
+    def send_text(self, data: str | bytes, fragment_size: int | None) -> bool:
+        """Send a text message; False when it could not be sent."""
+        return self.send(self.connection.send_text, data, fragment_size)
+
     def _flush(self) -> bool:
         """Write what the core has queued; the caller holds the write lock."""
         raise NotImplementedError

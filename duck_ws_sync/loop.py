@@ -130,6 +130,12 @@ def _python_tracer(
     return trace
 
 
+# What ``InlineReader.read_inline`` answers.
+NOTHING_READ = 0
+READ_SOME = 1  # the socket may have more at once
+READ_ALL = 2  # all the socket had: the next read would find nothing, the wait reports what comes
+
+
 class InlineReader(Protocol):
     """A socket reader that the loop's greenlet serves itself while it is idle.
 
@@ -140,7 +146,7 @@ class InlineReader(Protocol):
     reading meanwhile.
     """
 
-    def read_inline(self) -> bool: ...  # read without blocking if it should; False if nothing was read
+    def read_inline(self) -> int: ...  # read without blocking if it should: NOTHING_READ, READ_SOME or READ_ALL
     def loop_idle(self, wake: Callable[[bool], None]) -> None: ...  # the loop waits; wake(True) when there is work
     def loop_busy(self) -> None: ...
     def loop_blocked(self) -> None: ...
@@ -153,6 +159,7 @@ class _Wakeup:
         self._hub = gevent.get_hub()
         self._waiter: Waiter | None = None
         self._busy_iterations = 0
+        self._read_all = False  # the reader's last read took all there was
         self.reader: InlineReader | None = None
         self._greenlet: greenlet.greenlet | None = None  # the loop's, once a reader is attached
 
@@ -169,12 +176,18 @@ class _Wakeup:
                 gevent.sleep(0)
             return []
         reader = self.reader
-        if reader is not None and self._busy_iterations < _FAIRNESS_INTERVAL and reader.read_inline():
-            # The next frame is often there already: read it without a trip
-            # through the hub (an epoll_wait and two switches).
-            self._busy_iterations += 1
-            return []
+        # After a read that took all the socket had, another would cost a
+        # system call and an exception for nothing: the wait reports more.
+        if reader is not None and not self._read_all and self._busy_iterations < _FAIRNESS_INTERVAL:
+            read = reader.read_inline()
+            if read:
+                # The next frame is often there already: read it without a
+                # trip through the hub (an epoll_wait and two switches).
+                self._read_all = read == READ_ALL
+                self._busy_iterations += 1
+                return []
         self._busy_iterations = 0
+        self._read_all = False
         waiter = self._waiter = Waiter(self._hub)
         if reader is not None:
             reader.loop_idle(waiter.switch)
@@ -197,7 +210,7 @@ class _Wakeup:
                 reader.loop_busy()
                 setattr(self._greenlet, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
         if readable and reader is not None:
-            reader.read_inline()
+            self._read_all = reader.read_inline() == READ_ALL
         return []
 
     @property

@@ -41,7 +41,8 @@ from gevent.hub import Waiter
 from .channel import MAX_GATHER, Channel, unsent
 from .exceptions import LocalProtocolError
 from .inbox import Inbox
-from .protocol import Pong, ServerConnection
+from .loop import NOTHING_READ, READ_ALL, READ_SOME
+from .protocol import Message, Pong, ServerConnection
 from .timers import deadlines
 
 __all__ = ["Transport"]
@@ -83,7 +84,6 @@ class Transport(Channel):
     __slots__ = (
         "_buffer",
         "_deadlines",
-        "_drained",
         "_hub",
         "_hub_reads",
         "_initial_data",
@@ -129,7 +129,6 @@ class Transport(Channel):
         self._hub_reads = False  # ... and calls _read_while_idle, not the loop's wake
         # A read parsed in the hub, for the loop's greenlet: (events, whether output waits).
         self._unhandled: tuple[list[Any], bool] | None = None
-        self._drained = False  # the last read took all there was (a short one, or the hub's): no second read at once
         # TLS sockets may hold decrypted bytes that polling the descriptor
         # cannot see, so a standby greenlet reads them all along.
         self._raw_socket: Any = getattr(sock, "_sock", None)
@@ -178,23 +177,45 @@ class Transport(Channel):
                 return False
             connection = self.connection
             if self._inline and connection.close_sent is None:
-                # The common case, one frame that fits in the socket: one send().
                 chunks = connection.data_to_send()
                 if len(chunks) == 1:
-                    chunk = chunks[0]
-                    try:
-                        sent = self._raw_socket.send(chunk)
-                    except BlockingIOError:
-                        sent = 0
-                    except OSError as exc:
-                        logger.debug("connection lost while sending: %s", exc)
-                        self.abort()
-                        return False
-                    if sent == len(chunk):
-                        return True
-                    chunks = [memoryview(chunk)[sent:]]
+                    return self._write_one(chunks[0])
                 return self._write(chunks)
             return self._flush()
+
+    def send_text(self, data: str | bytes, fragment_size: int | None) -> bool:
+        """Send a text message, as ``send(connection.send_text, ...)`` does.
+
+        A chat's message, when no other send is writing, is framed by the
+        core straight into one send(): no queue, no ``data_to_send``.
+        """
+        lock = self._write_lock
+        if not self._inline or not lock.acquire(blocking=False):
+            return self.send(self.connection.send_text, data, fragment_size)
+        try:
+            if self._broken:
+                logger.debug("not sending on a closed connection")
+                return False
+            try:
+                frame = self.connection.send_text_now(data, fragment_size)
+            except LocalProtocolError as exc:
+                logger.debug("not sending: %s", exc)
+                return False
+            return self._flush() if frame is None else self._write_one(frame)
+        finally:
+            lock.release()
+
+    def _write_one(self, chunk: bytes | memoryview) -> bool:
+        """Write one chunk: one send() when it fits in the socket, the common case; the caller holds the write lock."""
+        try:
+            sent = self._raw_socket.send(chunk)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            logger.debug("connection lost while sending: %s", exc)
+            self.abort()
+            return False
+        return sent == len(chunk) or self._write([memoryview(chunk)[sent:]])
 
     def _flush(self) -> bool:
         """Write what the core has queued; the caller holds the write lock."""
@@ -281,14 +302,18 @@ class Transport(Channel):
         again itself: a standby greenlet that waits for the socket ends.
         """
         self._loop_idle = True
-        self._drained = False  # what comes from now on, the watcher reports
-        self._end_standby_wait()
+        if self._standby_waiter is not None:
+            self._end_standby_wait()
         if self._unhandled is not None:
             self._hub.loop.run_callback(wake, True)
         elif self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
             self._watching = True
             self._wake_loop = wake
-            self._watch(hub_reads=self._ping_payload is not None or bool(self._pings))
+            if self._ping_payload is not None or self._pings:
+                self._watch(hub_reads=True)
+            else:
+                self._hub_reads = False
+                self.read_watcher.start(wake, True)
 
     def _watch(self, hub_reads: bool) -> None:
         """Point the socket's watcher, for the waiting loop, at the hub's read or at the loop's wake."""
@@ -322,8 +347,8 @@ class Transport(Channel):
         if self._standby is None and not self._reading_done:
             self._standby = gevent.spawn(self._read_standby)
 
-    def read_inline(self) -> bool:
-        """Read what the socket has, without blocking, in the loop's greenlet; False if nothing was read.
+    def read_inline(self) -> int:
+        """Read what the socket has, without blocking, in the loop's greenlet (``InlineReader``).
 
         A read that the hub parsed while the loop waited is acted on first.
         Nothing is read while a standby greenlet reads, after the end, from
@@ -333,22 +358,17 @@ class Transport(Channel):
         if unhandled is not None:
             self._unhandled = None
             self._act_on(*unhandled, direct=True)
-            self._drained = True
-            return True
-        if self._drained:
-            # The hub has just read the socket: what came since, the
-            # watcher reports (it fires as long as there is something).
-            self._drained = False
-            return False
+            return READ_ALL  # the hub has just read the socket
         if self._standby is not None or self._reading_done or not self._inline or self.inbox.full:
-            return False
+            return NOTHING_READ
         connection = self.connection
         # The rest of a large frame is read straight into its payload.
         target = connection.receive_buffer()
+        buffer = self._buffer if target is None else target
         try:
-            size = self._raw_socket.recv_into(self._buffer if target is None else target)
+            size = self._raw_socket.recv_into(buffer)
         except BlockingIOError:
-            return False
+            return NOTHING_READ
         except OSError as exc:
             logger.debug("connection lost while reading: %s", exc)
             size = 0
@@ -357,15 +377,19 @@ class Transport(Channel):
                 target.release()
         if not size:
             self._receive(None, direct=True)
-        elif target is None:
-            # A read that did not fill the buffer took all there was: the
-            # next read would most likely find nothing (a system call and an
-            # exception); the watcher reports whatever comes meanwhile.
-            self._drained = size < len(self._buffer)
-            self._receive(self._buffer[:size], direct=True)
-        else:
+        elif target is not None:
             self._receive(size, direct=True)
-        return True
+        else:
+            # The common read: one message, handed to the session at once.
+            frames = connection.frames_received
+            message = connection.receive_message(buffer[:size])
+            if message is not None and self._rate is None:
+                self.last_frame_at = time.monotonic()
+                self.inbox.deliver([message])
+            else:
+                self._received(message, frames, direct=True)
+        # A read that did not fill the buffer most likely took all there was.
+        return READ_ALL if size < len(buffer) else READ_SOME
 
     def _read_standby(self) -> None:
         """Read in a greenlet of its own, until the loop's greenlet is idle again (TLS: until the end)."""
@@ -423,9 +447,24 @@ class Transport(Channel):
             connection.receive_eof()
             self._end_of_reading()
             return
-        frames_sent = connection.frames_sent
-        self._feed(data)
-        self._act_on(connection.events_received(), connection.frames_sent != frames_sent, direct)
+        frames = connection.frames_received
+        if isinstance(data, int):
+            connection.received_into(data)
+            message = None
+        else:
+            message = connection.receive_message(data)
+        self._received(message, frames, direct)
+
+    def _received(self, message: Message | None, frames: int, direct: bool) -> None:
+        """Act on a read the core has parsed: ``message`` when it held one alone, else its events.
+
+        ``frames``: the core's count of frames received before the read.
+        """
+        connection = self.connection
+        if connection.frames_received != frames:
+            self.last_frame_at = time.monotonic()
+        events = connection.events_received() if message is None else [message]
+        self._act_on(events, connection.has_data_to_send, direct)
 
     def _read_while_idle(self) -> None:
         """The socket is readable while the loop's greenlet waits (in the hub: nothing here may block).

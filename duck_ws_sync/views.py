@@ -288,7 +288,7 @@ class WebSocketView:
             if transport is None:
                 return self._send("send_text", data, self.MAX_FRAME_SIZE)
             # The path of every echo and chat message, without _send's lookup.
-            return _SENT if transport.send(transport.connection.send_text, data, self.MAX_FRAME_SIZE) else _NOT_SENT
+            return _SENT if transport.send_text(data, self.MAX_FRAME_SIZE) else _NOT_SENT
         if isinstance(data, str):
             data = data.encode("utf-8")
         return self._send("send_message", OpCode(opcode), data, self.MAX_FRAME_SIZE)

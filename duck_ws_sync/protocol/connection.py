@@ -2,8 +2,10 @@
 
 ``ServerConnection`` takes the bytes a client sent (``receive_data``,
 ``receive_eof``) and hands out events (``events_received``) and the bytes to
-write (``data_to_send``). The caller owns the socket, the clock and the
-locking: one lock must guard every call into a connection.
+write (``data_to_send``); ``receive_message`` feeds a read and hands out
+its message in one call, for the common read that holds one whole message.
+The caller owns the socket, the clock and the locking: one lock must guard
+every call into a connection.
 
 The states and the moves between them are in ``states.py``.
 
@@ -90,7 +92,7 @@ class ServerConnection(FrameWriter):
             can time out a client that sends bytes but never a frame.
         frames_sent: How many frames have been written to ``data_to_send``.
         messages_received: How many text and binary messages
-            ``events_received`` has handed over.
+            ``events_received`` and ``receive_message`` have handed over.
         bytes_received: How many bytes have been fed to the connection.
         messages_sent, bytes_sent: How many text and binary messages, and
             how many bytes of frames of any kind, have been written to
@@ -215,6 +217,26 @@ class ServerConnection(FrameWriter):
             consumed = self._parse(data)
             if consumed < len(data) and self._reading:
                 buffer += memoryview(data)[consumed:]
+
+    def receive_message(self, data: bytes | bytearray | memoryview) -> Message | None:
+        """Feed bytes received from the client; return the message they hold when that is all they hold.
+
+        The common read of an echo or a chat: one whole message and nothing
+        else parsed (what follows it may be the start of a frame). That
+        message is returned rather than queued, so ``events_received`` does
+        not hand it out again, and nothing was queued to send. In any other
+        case this is ``receive_data``: None, and the events wait for
+        ``events_received``.
+        """
+        events = self._events
+        if events:
+            self.receive_data(data)
+            return None
+        self.receive_data(data)
+        if len(events) == 1 and type(events[0]) is Message and self._reading:
+            self.messages_received += 1
+            return events.pop()  # type: ignore[return-value]
+        return None
 
     def receive_buffer(self) -> memoryview | None:
         """Where the rest of a large frame can be read straight into, with no copy; None otherwise.

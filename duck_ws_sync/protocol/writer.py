@@ -54,6 +54,19 @@ class FrameWriter:
             LocalProtocolError: If the connection is not OPEN, or bytes are not
                 valid UTF-8.
         """
+        frame = self.send_text_now(data, fragment_size)
+        if frame is not None:
+            self._output.append(frame)
+
+    def send_text_now(self, data: str | bytes, fragment_size: int | None = None) -> bytes | None:
+        """Send a text message; return its frame, not queued, when the caller may write it at once.
+
+        That is when the message is one short frame (a chat's message) and
+        nothing is queued before it: the caller writes the frame itself,
+        with no ``data_to_send``. Otherwise the frames are queued as
+        ``send_text`` queues them, and None is returned. Arguments and
+        errors are ``send_text``'s.
+        """
         if isinstance(data, str):
             payload = data.encode("utf-8")
         else:
@@ -64,15 +77,19 @@ class FrameWriter:
                 except UnicodeDecodeError:
                     raise LocalProtocolError("text messages must be valid UTF-8") from None
         length = len(payload)
-        fits = fragment_size is None or fragment_size >= max(length, 1)
+        fits = fragment_size is None or (fragment_size >= length and fragment_size > 0)
         if length < 126 and fits and self.state is OPEN and not self.extensions:
-            # A chat's message: one final frame with a two-byte header (§5.2).
+            # One final frame with a two-byte header (§5.2).
             self.frames_sent += 1
             self.messages_sent += 1
             self.bytes_sent += 2 + length
-            self._output.append(bytes((0x81, length)) + payload)
-            return
+            frame = bytes((0x81, length)) + payload
+            if not self._output:
+                return frame
+            self._output.append(frame)
+            return None
         self.send_message(OpCode.TEXT, payload, fragment_size)
+        return None
 
     def send_binary(self, data: bytes | bytearray | memoryview, fragment_size: int | None = None) -> None:
         """Send a binary message (see ``send_text`` for the arguments)."""
