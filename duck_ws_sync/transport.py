@@ -377,17 +377,18 @@ class Transport(Channel):
                 target.release()
         if not size:
             self._receive(None, direct=True)
-        elif target is not None:
+            return READ_ALL
+        if target is not None:
             self._receive(size, direct=True)
+            return READ_SOME
+        # The common read: one message, handed to the session at once.
+        frames = connection.frames_received
+        message = connection.receive_message(buffer[:size])
+        if message is not None and self._rate is None:
+            self.last_frame_at = time.monotonic()
+            self.inbox.deliver([message])
         else:
-            # The common read: one message, handed to the session at once.
-            frames = connection.frames_received
-            message = connection.receive_message(buffer[:size])
-            if message is not None and self._rate is None:
-                self.last_frame_at = time.monotonic()
-                self.inbox.deliver([message])
-            else:
-                self._received(message, frames, direct=True)
+            self._received(message, frames, direct=True)
         # A read that did not fill the buffer most likely took all there was.
         return READ_ALL if size < len(buffer) else READ_SOME
 

@@ -704,3 +704,85 @@ class TestSending:
         connection.send_text("once")
         assert connection.data_to_send()
         assert connection.data_to_send() == []
+
+    def test_send_text_now_returns_a_short_frame_instead_of_queueing_it(self):
+        connection = ServerConnection()
+        assert connection.send_text_now("hello") == server_frame(TEXT, b"hello")
+        assert connection.send_text_now(b"bytes", fragment_size=5) == server_frame(TEXT, b"bytes")
+        assert not connection.has_data_to_send
+        assert (connection.frames_sent, connection.messages_sent, connection.bytes_sent) == (2, 2, 14)
+
+    def test_send_text_now_queues_behind_what_waits_and_what_is_not_one_short_frame(self):
+        connection = ServerConnection()
+        connection.send_ping(b"p")
+        assert connection.send_text_now("after the ping") is None
+        long = "x" * 126
+        assert connection.send_text_now(long) is None
+        assert connection.send_text_now("abcd", fragment_size=2) is None
+        assert parse_server_frames(sent(connection)) == [
+            (True, False, PING, b"p"),
+            (True, False, TEXT, b"after the ping"),
+            (True, False, TEXT, long.encode()),
+            (False, False, TEXT, b"ab"),
+            (True, False, CONTINUATION, b"cd"),
+        ]
+        assert connection.messages_sent == 3
+
+    def test_send_text_now_checks_as_send_text_does(self):
+        connection = ServerConnection()
+        with pytest.raises(LocalProtocolError):
+            connection.send_text_now(b"\xff")
+        connection.send_close(1000)
+        with pytest.raises(LocalProtocolError):
+            connection.send_text_now("late")
+
+
+# Reading a read of one message in one call.
+
+
+class TestReceiveMessage:
+    def test_a_read_of_one_whole_message_returns_it_and_queues_nothing(self):
+        connection = ServerConnection()
+        data = frame(TEXT, b"hi")
+        assert connection.receive_message(data) == Message(OpCode.TEXT, b"hi")
+        assert connection.events_received() == []
+        assert not connection.has_data_to_send
+        assert (connection.messages_received, connection.frames_received) == (1, 1)
+        assert connection.bytes_received == len(data)
+
+    def test_the_start_of_the_next_frame_may_follow(self):
+        connection = ServerConnection()
+        following = frame(BINARY, b"next")
+        assert connection.receive_message(frame(TEXT, b"one") + following[:3]) == Message(OpCode.TEXT, b"one")
+        assert connection.receive_message(following[3:]) == Message(OpCode.BINARY, b"next")
+        assert connection.messages_received == 2
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            frame(TEXT, b"a") + frame(TEXT, b"b"),  # two messages
+            frame(PING, b"p"),  # a control frame, answered
+            frame(TEXT, b"a") + frame(PING, b"p"),
+            frame(TEXT, b"a") + close_frame(1000),  # the message, then the end
+            frame(TEXT, b"a") + frame(TEXT, b"b", mask=None),  # the message, then a protocol error
+            frame(TEXT, b"abc", fin=False),  # a fragment
+            frame(TEXT, b"abc")[:4],  # an incomplete frame
+        ],
+    )
+    def test_any_other_read_is_receive_data(self, data):
+        expected = ServerConnection(answer_close_at_once=False)
+        connection = ServerConnection(answer_close_at_once=False)
+        assert connection.receive_message(data) is None
+        expected.receive_data(data)
+        assert connection.events_received() == expected.events_received()
+        assert sent(connection) == sent(expected)
+        assert connection.state is expected.state
+        assert connection.messages_received == expected.messages_received
+        assert connection.input_ended is expected.input_ended
+
+    def test_a_read_after_events_wait_is_receive_data(self):
+        connection = ServerConnection()
+        connection.receive_data(frame(TEXT, b"first"))
+        assert connection.receive_message(frame(TEXT, b"second")) is None
+        assert connection.events_received() == [Message(OpCode.TEXT, b"first"), Message(OpCode.TEXT, b"second")]
+        assert connection.messages_received == 2
