@@ -229,11 +229,9 @@ class ServerConnection(FrameWriter):
         ``events_received``.
         """
         events = self._events
-        if events:
-            self.receive_data(data)
-            return None
+        waiting = len(events)
         self.receive_data(data)
-        if len(events) == 1 and type(events[0]) is Message and self._reading:
+        if not waiting and len(events) == 1 and type(events[0]) is Message and self._reading:
             self.messages_received += 1
             return events.pop()  # type: ignore[return-value]
         return None
