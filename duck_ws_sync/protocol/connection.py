@@ -52,6 +52,12 @@ MiB = 1024 * 1024
 # offers to read it in place; below, one read into a buffer of the caller's
 # may hold the following frames too.
 DIRECT_READ = 64 * 1024
+# What each continuation frame costs its message against max_message_size,
+# beyond its payload: about a frame header's weight on the wire. A message
+# cut into N frames costs at least N * FRAME_COST, so no run of frames, empty
+# ones included, goes on without reaching the limit (with the default 16 MiB,
+# at most about a million frames a message).
+FRAME_COST = 16
 
 
 def _detached(error: ProtocolError) -> ProtocolError:
@@ -103,7 +109,8 @@ class ServerConnection(FrameWriter):
     __slots__ = (
         "_buffer",
         "_events",
-        "_fragments",
+        "_lent",
+        "_message_buffer",
         "_message_compressed",
         "_message_opcode",
         "_message_size",
@@ -160,8 +167,13 @@ class ServerConnection(FrameWriter):
         # The fragmented message being received (RFC 6455 §5.4).
         self._message_opcode: OpCode | None = None
         self._message_compressed = False
-        self._fragments: list[bytes] = []
+        # Its payload so far: the first frame's, then one buffer that grows.
+        self._message_buffer: bytes | bytearray | None = None
+        # What the message has cost so far against max_message_size: its
+        # payload, plus FRAME_COST for each continuation frame.
         self._message_size = 0
+        # The frame whose ``receive_buffer`` is lent out, until ``received_into``.
+        self._lent: PartialFrame | None = None
         self._text: TextCheck | None = None  # the UTF-8 check of a text message being reassembled
         # The largest payload of a message read by the native parser (-1: any).
         limits = [limit for limit in (max_frame_size, max_message_size) if limit is not None]
@@ -224,14 +236,15 @@ class ServerConnection(FrameWriter):
         The common read of an echo or a chat: one whole message and nothing
         else parsed (what follows it may be the start of a frame). That
         message is returned rather than queued, so ``events_received`` does
-        not hand it out again, and nothing was queued to send. In any other
-        case this is ``receive_data``: None, and the events wait for
-        ``events_received``.
+        not hand it out again, and only when nothing is queued to send (a
+        Close for a frame too large that followed it, say, goes out at once
+        the general way). In any other case this is ``receive_data``: None,
+        and the events wait for ``events_received``.
         """
         events = self._events
         waiting = len(events)
         self.receive_data(data)
-        if not waiting and len(events) == 1 and type(events[0]) is Message and self._reading:
+        if not waiting and len(events) == 1 and type(events[0]) is Message and self._reading and not self._output:
             self.messages_received += 1
             return events.pop()  # type: ignore[return-value]
         return None
@@ -242,19 +255,39 @@ class ServerConnection(FrameWriter):
         There is one while more than ``DIRECT_READ`` bytes of a frame's
         payload are still to come (and the native extension is there). Read
         into it, release it, then call ``received_into`` with the count; an
-        end of stream is still ``receive_eof``.
+        end of stream is still ``receive_eof``. The read may happen outside
+        the lock that guards the connection: whatever another thread does
+        meanwhile (``send_close`` drops the frame, ``fail`` ends the
+        connection), ``received_into`` accounts for the bytes.
         """
         partial = self._partial
         if partial is None or not self._reading or partial.header.length - partial.filled < DIRECT_READ:
             return None
-        return partial.receive_buffer()
+        buffer = partial.receive_buffer()
+        if buffer is not None:
+            self._lent = partial
+        return buffer
 
     def received_into(self, size: int) -> None:
-        """Tell the connection that ``size`` bytes were read into the view ``receive_buffer`` returned."""
-        partial = self._partial
-        if partial is None or not self._reading:
-            raise LocalProtocolError("no frame is being received into a buffer")
+        """Tell the connection that ``size`` bytes were read into the view ``receive_buffer`` returned.
+
+        Raises:
+            LocalProtocolError: If no view of ``receive_buffer`` is waiting for its count.
+            ValueError: If ``size`` is more than the view could hold.
+        """
+        partial, self._lent = self._lent, None
+        if partial is None:
+            raise LocalProtocolError("no buffer of receive_buffer() is waiting for its count")
         self.bytes_received += size
+        if not self._reading:
+            return  # the connection ended meanwhile: nothing more is parsed
+        if partial is not self._partial:
+            # Our Close dropped the frame while its bytes were read (§7.1.1):
+            # they are the start of what is left to skip of it.
+            if not 0 <= size <= self._skip:
+                raise ValueError(f"{size} bytes cannot have been read into a buffer of {self._skip}")
+            self._skip -= size
+            return
         try:
             partial.received(size)
             if partial.complete:
@@ -329,8 +362,8 @@ class ServerConnection(FrameWriter):
                     stop = start + header.length
                     try:
                         check_frame_size(header.length, self.max_frame_size)
-                        if stop > end and is_data:
-                            self._begin_partial(header)
+                        if is_data:
+                            self._admit(header, whole=stop <= end)
                     except PayloadTooBig as exc:
                         self._close_for(exc)
                         position = start
@@ -365,12 +398,43 @@ class ServerConnection(FrameWriter):
         else:
             self._reading = False  # and the parser drops what is left unread
 
+    def _admit(self, header: FrameHeader, whole: bool) -> None:
+        """Check a data frame from its header, before its payload is read or buffered.
+
+        ``whole``: its payload has arrived too; else it is collected as it
+        comes (``PartialFrame``).
+
+        Raises:
+            ProtocolError: If the frame may not come now (§5.4).
+            PayloadTooBig: If its message would exceed ``max_message_size``.
+        """
+        limit = self.max_message_size
+        if whole and header.fin and header.opcode and self._message_opcode is None and not self.extensions:
+            # The common case, one frame holding a whole message, is handled
+            # without the reassembly machinery (``_receive_data_frame``).
+            if limit is not None and header.length > limit:
+                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
+            return
+        self._start_frame(header.opcode, header.rsv1)
+        compressed = self._message_compressed
+        if limit is not None:
+            # Uncompressed, the frame adds its length to its message;
+            # compressed, it is at least held whole before it is inflated.
+            held = header.length if compressed else self._message_size + header.length
+            if held > limit:
+                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
+        if not whole:
+            try:
+                # Compressed text can only be checked once it is inflated.
+                self._partial = PartialFrame(header, None if compressed else self._text)
+            except (MemoryError, OverflowError):
+                # Only without a message limit: a length no buffer can have.
+                raise PayloadTooBig(f"frame of {header.length} bytes cannot be held in memory") from None
+
     def _receive_data_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes) -> None:
-        # The common case, one uncompressed frame holding a whole message, is
-        # handled without the reassembly machinery.
-        if fin and opcode and self._message_opcode is None and not self.extensions:
-            if self.max_message_size is not None and len(payload) > self.max_message_size:
-                raise PayloadTooBig(f"message of {len(payload)} bytes exceeds the limit of {self.max_message_size}")
+        """A whole data frame has arrived (``_admit`` has checked its header)."""
+        if self._message_opcode is None:
+            # A message in one frame, admitted as such.
             if opcode == OpCode.TEXT and not payload.isascii():
                 try:
                     payload.decode("utf-8")
@@ -378,16 +442,26 @@ class ServerConnection(FrameWriter):
                     raise InvalidPayloadData("text message is not valid UTF-8") from None
             self._events.append(Message(_MESSAGE_OPCODES[opcode], payload))
             return
-        self._start_frame(opcode, rsv1)
         self._end_frame(fin, opcode, rsv1, payload, checked=False)
 
     def _start_frame(self, opcode: int, rsv1: bool) -> None:
-        """Check that a data frame may come now (§5.4) and start its message if it is the first."""
+        """Check that a data frame may come now (§5.4) and start its message if it is the first.
+
+        A continuation frame costs its message ``FRAME_COST``.
+
+        Raises:
+            ProtocolError: If the frame may not come now.
+            PayloadTooBig: If that cost takes the message over ``max_message_size``.
+        """
         # A fragmented message is a first frame then continuations, and no
         # other data frame may come between them.
         if opcode == OpCode.CONTINUATION:
             if self._message_opcode is None:
                 raise ProtocolError("continuation frame without a message to continue")
+            self._message_size += FRAME_COST
+            limit = self.max_message_size
+            if limit is not None and self._message_size > limit:
+                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
         elif self._message_opcode is not None:
             raise ProtocolError("new data message before the fragmented message ended")
         else:
@@ -409,23 +483,24 @@ class ServerConnection(FrameWriter):
             raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
         if self._text is not None and not checked:
             self._text.feed(payload, fin)
-        self._fragments.append(payload)
-        if fin:
-            fragments = self._fragments
-            data = fragments[0] if len(fragments) == 1 else b"".join(fragments)
-            assert self._message_opcode is not None
-            self._events.append(Message(self._message_opcode, data))
-            self._reset_message()
-
-    def _begin_partial(self, header: FrameHeader) -> None:
-        """Start collecting a data frame whose payload has not all arrived."""
-        self._start_frame(header.opcode, header.rsv1)
-        compressed = self._message_compressed
-        limit = self.max_message_size
-        if not compressed and limit is not None and self._message_size + header.length > limit:
-            raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
-        # Compressed text can only be checked once it is inflated.
-        self._partial = PartialFrame(header, None if compressed else self._text)
+        # The pieces go into one buffer as they come: a message costs what
+        # it weighs, however finely it is cut (no object per frame).
+        buffer = self._message_buffer
+        if buffer is None:
+            if not fin:
+                self._message_buffer = payload  # a second frame makes it a buffer
+                return
+            data = payload
+        else:
+            if type(buffer) is bytes:
+                buffer = self._message_buffer = bytearray(buffer)
+            buffer += payload
+            if not fin:
+                return
+            data = bytes(buffer)
+        assert self._message_opcode is not None
+        self._events.append(Message(self._message_opcode, data))
+        self._reset_message()
 
     def _fill_partial(self, data: bytes | bytearray | memoryview) -> int:
         """Add the next bytes of the frame being collected; return how many were used."""
@@ -472,7 +547,7 @@ class ServerConnection(FrameWriter):
     def _reset_message(self) -> None:
         self._message_opcode = None
         self._message_compressed = False
-        self._fragments = []
+        self._message_buffer = None
         self._message_size = 0
         self._text = None
 

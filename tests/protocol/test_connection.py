@@ -6,6 +6,9 @@ import pytest
 
 from duck_ws_sync.exceptions import LocalProtocolError, ProtocolError
 from duck_ws_sync.protocol import Close, Message, OpCode, Ping, Pong, ServerConnection, Side, State
+from duck_ws_sync.protocol.connection import FRAME_COST
+from duck_ws_sync.protocol.extensions import Extension, PerMessageDeflate
+from duck_ws_sync.protocol.frames import Frame
 from tests.helpers import (
     BINARY,
     CLOSE,
@@ -281,7 +284,7 @@ class TestLimits:
         frames = parse_server_frames(sent(connection))
         assert frames[0][2] == CLOSE
         assert frames[0][3][:2] == (1009).to_bytes(2, "big")
-        assert connection._fragments == []
+        assert connection._message_buffer is None
 
     def test_single_frame_message_over_message_limit_fails_1009(self):
         connection = ServerConnection(max_frame_size=None, max_message_size=10)
@@ -289,9 +292,64 @@ class TestLimits:
         assert parse_server_frames(sent(connection))[0][3][:2] == (1009).to_bytes(2, "big")
 
     def test_message_exactly_at_the_limits_is_accepted(self):
-        connection = ServerConnection(max_frame_size=10, max_message_size=20)
+        # 20 bytes of payload, and one continuation frame at FRAME_COST.
+        connection = ServerConnection(max_frame_size=10, max_message_size=20 + FRAME_COST)
         events = feed(connection, frame(TEXT, b"a" * 10, fin=False), frame(CONTINUATION, b"b" * 10))
         assert events == [Message(OpCode.TEXT, b"a" * 10 + b"b" * 10)]
+
+    def test_a_continuation_frame_costs_frame_cost_beyond_its_payload(self):
+        connection = ServerConnection(max_frame_size=10, max_message_size=20 + FRAME_COST - 1)
+        events = feed(connection, frame(TEXT, b"a" * 10, fin=False), frame(CONTINUATION, b"b" * 10))
+        assert events == []
+        assert close_code_sent(connection) == 1009
+
+    @pytest.mark.parametrize("split", [False, True])
+    def test_empty_continuation_frames_reach_the_message_limit(self, split):
+        # An empty frame adds nothing to hold, but it costs: no run of them goes on forever.
+        limit = 100 * FRAME_COST
+        connection = ServerConnection(max_message_size=limit)
+        stream = frame(BINARY, b"", fin=False) + frame(CONTINUATION, b"", fin=False) * 101
+        pieces = [stream[index : index + 7] for index in range(0, len(stream), 7)] if split else [stream]
+        feed(connection, *pieces)
+        assert connection.has_data_to_send
+        assert parse_server_frames(sent(connection)) == [
+            (True, False, CLOSE, (1009).to_bytes(2, "big") + f"message exceeds the limit of {limit} bytes".encode())
+        ]
+        # The 101st continuation frame went over: it was the one refused, and the message is gone.
+        assert connection.frames_received == 101
+        assert connection._message_buffer is None and connection._message_size == 0
+
+    def test_empty_compressed_continuation_frames_reach_the_message_limit(self):
+        extension = PerMessageDeflate().negotiate([])
+        assert extension is not None
+        connection = ServerConnection(max_message_size=10 * FRAME_COST, extensions=[extension])
+        feed(connection, frame(TEXT, b"", fin=False, rsv1=True), *[frame(CONTINUATION, b"", fin=False)] * 11)
+        assert close_code_sent(connection) == 1009
+
+    def test_fragments_are_collected_in_one_buffer(self):
+        connection = ServerConnection(max_message_size=None)
+        events = feed(connection, frame(BINARY, b"ab", fin=False))
+        assert events == [] and connection._message_buffer == b"ab"
+        events = feed(connection, *[frame(CONTINUATION, b"cd", fin=False)] * 1000)
+        assert events == []
+        buffer = connection._message_buffer
+        assert type(buffer) is bytearray and len(buffer) == 2002
+        assert feed(connection, frame(CONTINUATION, b"!")) == [Message(OpCode.BINARY, b"ab" + b"cd" * 1000 + b"!")]
+        assert connection._message_buffer is None
+
+    def test_an_extension_that_inflates_past_the_limit_is_stopped_after_it(self):
+        # permessage-deflate stops at the limit itself; an extension that ignores max_size is checked after.
+        class Doubling(Extension):
+            def rsv1_allowed(self, opcode: int) -> bool:
+                return opcode in (OpCode.TEXT, OpCode.BINARY)
+
+            def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+                return Frame(frame.opcode, frame.fin, frame.payload * 2)
+
+        connection = ServerConnection(max_message_size=15, extensions=[Doubling("doubling")])
+        assert feed(connection, frame(BINARY, b"1234567", rsv1=True)) == [Message(OpCode.BINARY, b"12345671234567")]
+        assert feed(connection, frame(BINARY, b"12345678", rsv1=True)) == []
+        assert close_code_sent(connection) == 1009
 
     def test_control_frame_over_a_tiny_frame_limit_while_closing_sends_no_second_close(self):
         connection = ServerConnection(max_frame_size=4)
@@ -767,6 +825,8 @@ class TestReceiveMessage:
             frame(TEXT, b"a") + frame(TEXT, b"b", mask=None),  # the message, then a protocol error
             frame(TEXT, b"abc", fin=False),  # a fragment
             frame(TEXT, b"abc")[:4],  # an incomplete frame
+            frame(TEXT, b"a") + frame(BINARY, b"", length=2 * 1024 * 1024)[:14],  # then a frame too large: a 1009
+            frame(TEXT, b"a") + frame(CONTINUATION, b"x"),  # then a frame out of place: a 1002
         ],
     )
     def test_any_other_read_is_receive_data(self, data):
@@ -786,3 +846,12 @@ class TestReceiveMessage:
         assert connection.receive_message(frame(TEXT, b"second")) is None
         assert connection.events_received() == [Message(OpCode.TEXT, b"first"), Message(OpCode.TEXT, b"second")]
         assert connection.messages_received == 2
+
+    def test_a_message_then_a_frame_too_large_leaves_the_close_to_send(self):
+        # The message is not handed out alone: the caller's general path writes the 1009 at once.
+        connection = ServerConnection(answer_close_at_once=False)
+        data = frame(TEXT, b"last words") + frame(BINARY, b"", length=2 * 1024 * 1024)[:14]
+        assert connection.receive_message(data) is None
+        assert connection.events_received() == [Message(OpCode.TEXT, b"last words")]
+        assert close_code_sent(connection) == 1009
+        assert connection.state is State.CLOSING

@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 
 from duck_ws_sync.exceptions import LocalProtocolError
-from duck_ws_sync.protocol import Message, OpCode, ServerConnection, State, partial
+from duck_ws_sync.protocol import Close, Message, OpCode, ServerConnection, State, partial
 from duck_ws_sync.protocol.connection import DIRECT_READ
+from duck_ws_sync.protocol.extensions import PerMessageDeflate
 from duck_ws_sync.protocol.native import speedups
 from tests.helpers import BINARY, TEXT, close_code_sent, close_frame, feed, frame
 
@@ -107,8 +108,94 @@ def test_received_into_refuses_what_was_not_offered() -> None:
     with pytest.raises(LocalProtocolError):
         connection.received_into(10)
     connection.receive_data(frame(BINARY, b"y" * (2 * DIRECT_READ))[:100])
+    connection.receive_buffer().release()  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="cannot have been read"):
         connection.received_into(2 * DIRECT_READ)
+    with pytest.raises(LocalProtocolError):
+        connection.received_into(10)  # one count per buffer
+
+
+# Another thread between receive_buffer() and received_into(): the thread
+# host reads into the buffer without the lock that guards the connection.
+
+
+def lend(connection: ServerConnection, data: bytes) -> int:
+    """The first half of ``read_into``: the read into the offered buffer, not yet reported."""
+    buffer = connection.receive_buffer()
+    assert buffer is not None
+    with buffer:
+        size = min(len(buffer), len(data))
+        buffer[:size] = data[:size]
+    return size
+
+
+@needs_native
+@pytest.mark.parametrize("read_size", [1000, DIRECT_READ + 1])
+def test_our_close_while_a_read_fills_the_buffer_skips_the_rest_of_that_frame_exactly(read_size: int) -> None:
+    data = frame(BINARY, b"z" * (3 * DIRECT_READ)) + frame(TEXT, b"dropped")
+    connection = ServerConnection(max_frame_size=None, answer_close_at_once=False)
+    connection.receive_data(data[:1000])
+    size = lend(connection, data[1000 : 1000 + read_size])
+    connection.send_close(1001, "going away")  # another thread, meanwhile
+    connection.received_into(size)  # counted, and no error
+    assert connection.bytes_received == 1000 + size
+    assert connection.state is State.CLOSING
+    rest = data[1000 + size :]
+    # The client's Close right behind the frame is seen at once, and answered.
+    assert feed(connection, rest + close_frame(1001)) == [Close(1001, "")]
+    assert connection.state is State.CLOSED
+    assert connection.bytes_received == len(data) + len(close_frame(1001))
+
+
+@needs_native
+def test_a_failure_while_a_read_fills_the_buffer_only_counts_the_bytes() -> None:
+    data = frame(BINARY, b"z" * (3 * DIRECT_READ))
+    connection = ServerConnection(max_frame_size=None, answer_close_at_once=False)
+    connection.receive_data(data[:1000])
+    size = lend(connection, data[1000:5000])
+    connection.fail(1011)  # another thread, meanwhile
+    connection.received_into(size)
+    assert connection.bytes_received == 5000
+    assert connection.state is State.CLOSED
+    assert feed(connection, data[5000:]) == []
+
+
+@needs_native
+def test_a_count_larger_than_the_dropped_frame_is_refused() -> None:
+    connection = ServerConnection(max_frame_size=None)
+    connection.receive_data(frame(BINARY, b"z" * (2 * DIRECT_READ))[:1000])
+    lend(connection, b"")
+    connection.send_close()
+    with pytest.raises(ValueError, match="cannot have been read"):
+        connection.received_into(2 * DIRECT_READ)
+
+
+# A length announced without any limit to hold it to.
+
+
+@needs_native
+@pytest.mark.parametrize("length", [1 << 62, (1 << 63) - 1])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_no_limit_and_a_length_no_buffer_can_have_is_a_1009(length: int, compressed: bool) -> None:
+    extensions = [PerMessageDeflate().negotiate([])] if compressed else []
+    connection = ServerConnection(max_frame_size=None, max_message_size=None, extensions=extensions)  # type: ignore[list-item]
+    events = feed(connection, frame(BINARY, b"", rsv1=compressed, length=length)[:14] + b"abc")
+    assert events == []
+    assert close_code_sent(connection) == 1009
+    assert connection.state is State.CLOSING
+    assert "cannot be held in memory" in str(connection.protocol_error)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_without_a_frame_limit_the_message_limit_bounds_the_buffer(compressed: bool) -> None:
+    extensions = [PerMessageDeflate().negotiate([])] if compressed else []
+    connection = ServerConnection(max_frame_size=None, max_message_size=1000, extensions=extensions)  # type: ignore[list-item]
+    feed(connection, frame(BINARY, b"", rsv1=compressed, length=1 << 62)[:14])
+    assert close_code_sent(connection) == 1009
+    assert connection._partial is None
+    connection = ServerConnection(max_frame_size=None, max_message_size=1000, extensions=extensions)  # type: ignore[list-item]
+    feed(connection, frame(BINARY, b"", rsv1=compressed, length=1000)[:14])
+    assert connection._partial is not None  # at the limit: collected
 
 
 @needs_native
