@@ -55,9 +55,18 @@ class WebSocketMiddleware:
             least one), kept for plain HTTP.
         trusted_proxies: The proxies in front of the server (addresses,
             networks such as ``"10.0.0.0/8"``, ``"unix"``): from them, and
-            only from them, ``Forwarded`` and ``X-Forwarded-For``,
-            ``-Proto`` and ``-Host`` give the client's address, scheme and
-            host for WebSocket upgrades (``proxies.py``).
+            only from them, the headers of ``proxy_headers`` give the
+            client's address, scheme and host for WebSocket upgrades
+            (``proxies.py``).
+        proxy_headers: What those proxies set: ``"x-forwarded"``
+            (``X-Forwarded-For`` and ``X-Forwarded-Proto``, nginx's and
+            most load balancers'), ``"forwarded"`` (RFC 7239), or a tuple
+            of header names (``X-Forwarded-Host`` is read only when
+            listed). Other forwarding headers are ignored.
+
+    Raises:
+        ValueError: For a ``trusted_proxies`` entry or ``proxy_headers``
+            that cannot be understood.
     """
 
     def __init__(
@@ -66,11 +75,12 @@ class WebSocketMiddleware:
         urlpatterns: Sequence[URLPattern | Mapping[str, Any]],
         max_connections: int | None = None,
         trusted_proxies: Iterable[str] = (),
+        proxy_headers: str | Iterable[str] = "x-forwarded",
     ) -> None:
         self.app = app
         self.urlpatterns = [route for route in map(_websocket_route, urlpatterns) if route is not None]
         self.budget = ConnectionBudget(max_connections)
-        self.trusted_proxies = TrustedProxies(trusted_proxies)
+        self.trusted_proxies = TrustedProxies(trusted_proxies, proxy_headers)
 
     def prepare(self, view_class: Any, request: WebSocketRequest) -> tuple[Any, ServerHandshake] | Response:
         """Before the handshake: the request the view gets, and the handshake's policy; or a refusal.

@@ -34,7 +34,7 @@ def wsgi_application(settings_module: str | None = None, **options: Any) -> Duck
             None takes ``DUCK_SETTINGS_MODULE`` from the environment, as
             Duck does.
         options: ``WebSocketMiddleware``'s (``max_connections``,
-            ``trusted_proxies``).
+            ``trusted_proxies``, ``proxy_headers``).
 
     Duck is set up once per process: a second call serves the same routes.
     """

@@ -124,8 +124,10 @@ FORWARDED_HEADERS = [
 ]
 
 
-def whoami(server: Server, source: str, headers: list[str], origin: str | None = None) -> dict[str, object]:
-    ws = connect_from(server, source, "/ws/whoami", headers, origin)
+def whoami(
+    server: Server, source: str, headers: list[str], origin: str | None = None, path: str = "/ws/whoami"
+) -> dict[str, object]:
+    ws = connect_from(server, source, path, headers, origin)
     try:
         return json.loads(ws.recv())
     finally:
@@ -135,7 +137,36 @@ def whoami(server: Server, source: str, headers: list[str], origin: str | None =
 def test_forwarded_headers_from_a_trusted_proxy_give_the_real_client(server: Server) -> None:
     # 10.1.2.3 is a trusted proxy too: the client is the first untrusted hop from the right.
     seen = whoami(server, "127.0.0.2", FORWARDED_HEADERS)
+    assert seen == {"client": ["198.51.100.7", 0], "scheme": "https", "host": f"127.0.0.1:{server.port}"}
+    # X-Forwarded-Host counts only where proxy_headers lists it.
+    seen = whoami(server, "127.0.0.2", FORWARDED_HEADERS, path="/xhost/ws/whoami")
     assert seen == {"client": ["198.51.100.7", 0], "scheme": "https", "host": "chat.example.com"}
+
+
+def test_a_clients_own_forwarded_and_x_forwarded_host_are_ignored_by_default(server: Server) -> None:
+    # Behind the nginx of docs/deployment.md, which sets X-Forwarded-For and
+    # passes the client's Forwarded and X-Forwarded-Host through untouched.
+    headers = [
+        "X-Forwarded-For: 203.0.113.7",
+        "Forwarded: for=10.1.2.3;proto=https;host=admin.internal",
+        "X-Forwarded-Host: admin.internal",
+    ]
+    seen = whoami(server, "127.0.0.1", headers, path="/local/ws/whoami")  # 127.0.0.1 trusted there
+    assert seen == {"client": ["203.0.113.7", 0], "scheme": "http", "host": f"127.0.0.1:{server.port}"}
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "client"),
+    [
+        ("for=10.1.2.3, for=203.0.113.7", "203.0.113.7"),  # what a proxy that appends makes of a forged element
+        ('for=10.1.2.3, for="x, for=203.0.113.7', "127.0.0.2"),  # a forged unclosed quote: the direct peer
+    ],
+)
+def test_proxy_headers_forwarded(server: Server, forwarded: str, client: str) -> None:
+    seen = whoami(
+        server, "127.0.0.2", [f"Forwarded: {forwarded}", "X-Forwarded-For: 198.51.100.9"], path="/rfc7239/ws/whoami"
+    )
+    assert seen["client"][0] == client
 
 
 def test_forwarded_headers_from_anyone_else_are_ignored(server: Server) -> None:
@@ -153,18 +184,18 @@ def test_a_spoofed_left_entry_is_not_taken_for_the_client(server: Server) -> Non
 
 def test_the_rfc_7239_forwarded_header(server: Server) -> None:
     headers = ['Forwarded: for="[2001:db8::17]:4711";proto=https;host=chat.example.com']
-    seen = whoami(server, "127.0.0.2", headers)
+    seen = whoami(server, "127.0.0.2", headers, path="/rfc7239/ws/whoami")
     assert seen == {"client": ["2001:db8::17", 4711], "scheme": "https", "host": "chat.example.com"}
 
 
 def test_the_same_origin_check_uses_the_forwarded_scheme_and_host(server: Server) -> None:
-    page = "https://chat.example.com"
-    assert whoami(server, "127.0.0.2", FORWARDED_HEADERS, page)["host"] == "chat.example.com"
+    page, where = "https://chat.example.com", "/xhost/ws/whoami"
+    assert whoami(server, "127.0.0.2", FORWARDED_HEADERS, page, where)["host"] == "chat.example.com"
     with pytest.raises(websocket.WebSocketBadStatusException) as caught:
-        whoami(server, "127.0.0.2", FORWARDED_HEADERS, "http://chat.example.com")
+        whoami(server, "127.0.0.2", FORWARDED_HEADERS, "http://chat.example.com", where)
     assert caught.value.status_code == 403  # an http page is another origin than an https request
     with pytest.raises(websocket.WebSocketBadStatusException) as caught:
-        whoami(server, "127.0.0.1", FORWARDED_HEADERS, page)
+        whoami(server, "127.0.0.1", FORWARDED_HEADERS, page, where)
     assert caught.value.status_code == 403  # untrusted: Host is 127.0.0.1:port, not chat.example.com
 
 
@@ -197,7 +228,7 @@ def test_a_flooding_client_is_closed_with_1008_and_another_is_unaffected(server:
         while "over MAX_MESSAGE_RATE" not in server.log() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "closing WebSocket /ws/flood of 127.0.0.1:" in server.log()
-        assert "with 1008: over MAX_MESSAGE_RATE (20 messages a second)" in server.log()
+        assert "with 1008: over MAX_MESSAGE_RATE (20 frames a second)" in server.log()
     finally:
         calm.close()
         flooder.close()

@@ -8,7 +8,11 @@
 - ``/ws/whoami``: sends the client's address, scheme and ``Host`` as the
   view's request sees them, then echoes. The proxies trusted are
   127.0.0.2 and 10.0.0.0/8 (127.0.0.1, where the tests usually connect
-  from, is not one).
+  from, is not one), with the default ``proxy_headers`` (X-Forwarded-For
+  and X-Forwarded-Proto). The same view under other settings:
+  ``/xhost/ws/whoami`` also believes X-Forwarded-Host;
+  ``/rfc7239/ws/whoami`` believes ``Forwarded`` only; ``/local/ws/whoami``
+  trusts 127.0.0.1 with the default headers.
 - ``/ws/flood``: ``MAX_MESSAGE_RATE = 20``, echoes.
 - ``/ws/echo``: echoes; closes with 4000 when told ``close``; answers
   ``pid`` with the worker's; ``?hold`` blocks the worker 50 ms as it opens
@@ -144,7 +148,9 @@ def http_app(environ, start_response):
     return [b"not found\n"]
 
 
-app = WebSocketMiddleware(
+PROXIES = ["127.0.0.2", "10.0.0.0/8"]
+
+main = WebSocketMiddleware(
     http_app,
     [
         path("/ws/private", Private),
@@ -153,5 +159,27 @@ app = WebSocketMiddleware(
         path("/ws/echo", Echo),
         path("/ws/echo-plain", EchoPlain),
     ],
-    trusted_proxies=["127.0.0.2", "10.0.0.0/8"],
+    trusted_proxies=PROXIES,
 )
+# The same view behind proxies that set other headers, each under a prefix.
+mounted = {
+    "/xhost": WebSocketMiddleware(
+        None,
+        [path("/ws/whoami", WhoAmI)],
+        trusted_proxies=PROXIES,
+        proxy_headers=("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"),
+    ),
+    "/rfc7239": WebSocketMiddleware(
+        None, [path("/ws/whoami", WhoAmI)], trusted_proxies=PROXIES, proxy_headers="forwarded"
+    ),
+    "/local": WebSocketMiddleware(None, [path("/ws/whoami", WhoAmI)], trusted_proxies=["127.0.0.1"]),
+}
+
+
+def app(environ, start_response):
+    prefix, slash, rest = environ.get("PATH_INFO", "").partition("/ws/")
+    if slash and prefix in mounted:
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+        environ["PATH_INFO"] = slash + rest
+        return mounted[prefix](environ, start_response)
+    return main(environ, start_response)
