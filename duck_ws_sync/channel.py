@@ -185,20 +185,29 @@ class Channel(Heartbeat):
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
 
-    def _feed(self, data: memoryview | bytes | int) -> None:
-        """Give one read to the core (an int: that many bytes read into its ``receive_buffer()``)."""
+    def _feed(self, data: memoryview | bytes | int) -> int:
+        """Give one read to the core (an int: that many bytes read into its ``receive_buffer()``).
+
+        Returns:
+            How many whole frames the read completed.
+        """
         connection = self.connection
         frames = connection.frames_received
         if isinstance(data, int):
             connection.received_into(data)
         else:
             connection.receive_data(data)
-        if connection.frames_received != frames:
+        frames = connection.frames_received - frames
+        if frames:
             self.last_frame_at = time.monotonic()
+        return frames
 
-    def _act_on(self, events: list[Any], flush: bool, direct: bool) -> None:
+    def _act_on(self, events: list[Any], frames: int, flush: bool, direct: bool) -> None:
         """Act on the events of one read: write what the core queued (``flush``), then hand over the messages.
 
+        ``frames``: how many whole frames the read completed, each of which
+        counts against MAX_MESSAGE_RATE (data, continuation, Ping or Pong:
+        a flood of any of them costs the worker as much).
         ``direct``: called between two iterations of the session's loop, in
         its thread, so messages may go straight to the session
         (``Inbox.deliver``).
@@ -218,7 +227,7 @@ class Channel(Heartbeat):
             # The client's Close, or a protocol error: our Close is due
             # within CLOSE_TIMEOUT, after the messages that came before.
             self._closing_starts()
-        if events and self._rate is not None and not self._rate.take(len(events), time.monotonic()):
+        if frames and self._rate is not None and not self._rate.take(frames, time.monotonic()):
             events = []
             if not ended and connection.close_sent is None:
                 self._rate.log_exceeded()

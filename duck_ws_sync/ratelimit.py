@@ -1,8 +1,11 @@
-"""``MAX_MESSAGE_RATE``: how many messages a second one client may send, checked as they arrive.
+"""``MAX_MESSAGE_RATE``: how many frames a second one client may send, checked as they arrive.
 
 A token bucket per connection, made only for views that set the limit: it
-holds at most ``MAX_MESSAGE_RATE`` messages (the burst) and refills at that
-rate. Messages are counted when read, before the view handles them, so a
+holds at most ``MAX_MESSAGE_RATE`` frames (the burst) and refills at that
+rate. Every frame counts, whatever it is: a message's, each fragment of a
+message, a Ping, a Pong. A client that cuts its messages into many frames,
+or floods Pings, costs the worker as much as one that floods messages.
+Frames are counted when read, before the view handles their messages, so a
 view that is slow to handle them does not hide a flood. A client over the
 limit gets a Close 1008 ("Message rate limit exceeded"), its messages from
 then on are dropped unhandled (RFC 6455 §7.1.1), and a line is logged.
@@ -22,10 +25,10 @@ REASON = "Message rate limit exceeded"
 
 
 class MessageRate:
-    """A connection's bucket of messages.
+    """A connection's bucket of frames.
 
     Args:
-        rate: Messages a second, and the largest burst (at least one message).
+        rate: Frames a second, and the largest burst (at least one frame).
         where: The client's address and port and the path, for the log line.
     """
 
@@ -39,7 +42,7 @@ class MessageRate:
         self._at = now
 
     def take(self, count: int, now: float) -> bool:
-        """Take ``count`` messages that arrived at ``now``; False when that is over the limit."""
+        """Take ``count`` frames that arrived at ``now``; False when that is over the limit."""
         tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if tokens < count:
@@ -52,7 +55,7 @@ class MessageRate:
         """Say in the log which client went over the limit."""
         host, port, path = self.where
         logger.warning(
-            "closing WebSocket %s of %s with 1008: over MAX_MESSAGE_RATE (%g messages a second)",
+            "closing WebSocket %s of %s with 1008: over MAX_MESSAGE_RATE (%g frames a second)",
             path,
             format_address(host, port),
             self.rate,

@@ -127,8 +127,8 @@ class Transport(Channel):
         self._wake_loop: Callable[[bool], None] | None = None
         self._watching = False  # the socket's watcher is started for the waiting loop
         self._hub_reads = False  # ... and calls _read_while_idle, not the loop's wake
-        # A read parsed in the hub, for the loop's greenlet: (events, whether output waits).
-        self._unhandled: tuple[list[Any], bool] | None = None
+        # A read parsed in the hub, for the loop's greenlet: (events, frames, whether output waits).
+        self._unhandled: tuple[list[Any], int, bool] | None = None
         # TLS sockets may hold decrypted bytes that polling the descriptor
         # cannot see, so a standby greenlet reads them all along.
         self._raw_socket: Any = getattr(sock, "_sock", None)
@@ -462,17 +462,19 @@ class Transport(Channel):
         ``frames``: the core's count of frames received before the read.
         """
         connection = self.connection
-        if connection.frames_received != frames:
+        frames = connection.frames_received - frames
+        if frames:
             self.last_frame_at = time.monotonic()
         events = connection.events_received() if message is None else [message]
-        self._act_on(events, connection.has_data_to_send, direct)
+        self._act_on(events, frames, connection.has_data_to_send, direct)
 
     def _read_while_idle(self) -> None:
         """The socket is readable while the loop's greenlet waits (in the hub: nothing here may block).
 
-        A read of Pongs only (the heartbeat's answers) is handled here;
-        anything else is parsed and left to the loop's greenlet, which is
-        woken, as it is for the end of the stream.
+        A read of Pongs only (the heartbeat's answers) is handled here,
+        unless MAX_MESSAGE_RATE counts them; anything else is parsed and
+        left to the loop's greenlet, which is woken, as it is for the end
+        of the stream.
         """
         wake = self._wake_loop
         assert wake is not None
@@ -486,16 +488,16 @@ class Transport(Channel):
         if size:  # else the loop's greenlet reads the end again
             connection = self.connection
             frames_sent = connection.frames_sent
-            self._feed(self._buffer[:size])
+            frames = self._feed(self._buffer[:size])
             events = connection.events_received()
             flush = connection.frames_sent != frames_sent
-            if not flush and (not events or type(events[0]) is Pong):
+            if not flush and self._rate is None and (not events or type(events[0]) is Pong):
                 pongs = [event.payload for event in events if type(event) is Pong]
                 if len(pongs) == len(events) and not connection.input_ended:
                     for payload in pongs:
                         self._receive_pong(payload)
                     return  # nothing for the loop: it waits on
-            self._unhandled = (events, flush)
+            self._unhandled = (events, frames, flush)
         wake(True)
 
     def _end_standby_wait(self) -> None:

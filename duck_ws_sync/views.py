@@ -122,7 +122,8 @@ class WebSocketView:
         MAX_FRAME_SIZE: The largest frame payload accepted (1009 beyond);
             also the size of the fragments our own larger messages are sent in.
         MAX_MESSAGE_SIZE: The largest message accepted, after reassembly and
-            decompression (1009 beyond).
+            decompression (1009 beyond); each continuation frame costs 16
+            bytes more (``protocol.connection.FRAME_COST``).
         CLOSE_TIMEOUT: Seconds to wait for the client's side of a closing
             handshake before dropping TCP.
         SEND_TIMEOUT: Seconds a send may wait for a client that does not
@@ -138,9 +139,10 @@ class WebSocketView:
             turn compression off.
         RECEIVE_QUEUE_SIZE: Messages read ahead of ``on_receive``; when the
             queue is full we stop reading and TCP slows the client down.
-        MAX_MESSAGE_RATE: Messages a second a client may send, in bursts of
-            as many; a client over it is closed with 1008 and logged (None:
-            no limit).
+        MAX_MESSAGE_RATE: Frames a second a client may send, in bursts of
+            as many; every frame counts (a message, each fragment of one, a
+            Ping, a Pong). A client over it is closed with 1008 and logged
+            (None: no limit).
         BROADCAST_BUFFER: Bytes of broadcasts (``duck_ws_sync.broadcast``)
             that may wait for this connection; beyond them it is closed with
             1013, so that a slow client never holds up the others.
@@ -152,8 +154,8 @@ class WebSocketView:
     PONG_TIMEOUT: ClassVar[float] = 10
     MAX_BACKOFF: ClassVar[float] = 45
     RECEIVE_TIMEOUT: ClassVar[float | None] = 120
-    MAX_FRAME_SIZE: ClassVar[int] = 1 * MiB
-    MAX_MESSAGE_SIZE: ClassVar[int] = 16 * MiB
+    MAX_FRAME_SIZE: ClassVar[int | None] = 1 * MiB
+    MAX_MESSAGE_SIZE: ClassVar[int | None] = 16 * MiB
     CLOSE_TIMEOUT: ClassVar[float] = 10
     SEND_TIMEOUT: ClassVar[float | None] = 10
     ALLOWED_ORIGINS: ClassVar[Sequence[Any] | None] = None

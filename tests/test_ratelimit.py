@@ -44,5 +44,5 @@ def test_a_rate_under_one_still_lets_one_message_through() -> None:
 def test_the_log_names_the_client_and_the_path(caplog) -> None:
     MessageRate(20, where=WHERE, now=0.0).log_exceeded()
     assert caplog.messages == [
-        "closing WebSocket /ws/chat of 203.0.113.7:4711 with 1008: over MAX_MESSAGE_RATE (20 messages a second)"
+        "closing WebSocket /ws/chat of 203.0.113.7:4711 with 1008: over MAX_MESSAGE_RATE (20 frames a second)"
     ]

@@ -245,13 +245,13 @@ class ThreadTransport(Channel):
                 events = None
             else:
                 frames_sent = connection.frames_sent
-                self._feed(data)
+                frames = self._feed(data)
                 events = connection.events_received()
                 flush = connection.frames_sent != frames_sent
         if events is None:
             self._end_of_reading()
         else:
-            self._act_on(events, flush, direct=True)
+            self._act_on(events, frames, flush, direct=True)
 
     # The clock: timers of the connection's loop.
 
