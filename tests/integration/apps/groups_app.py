@@ -10,6 +10,8 @@
   broadcast to the room from the request.
 - ``GET /closed``: the close codes that on_close saw, as JSON.
 
+Every plain response says which worker made it (``X-Worker-Pid``).
+
 A broadcast the broker cannot take (``BrokerUnavailable``) answers
 ``unavailable: ...`` to the WebSocket sender and 503 to the HTTP one.
 With ``DUCK_WS_SYNC_BROKER`` set, the same app spans every worker
@@ -66,8 +68,12 @@ def plain(environ, start_response):
     try:
         return answer(environ, start_response)
     except BrokerUnavailable as exc:
-        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+        start_response("503 Service Unavailable", headers())
         return [f"unavailable: {exc}".encode()]
+
+
+def headers():
+    return [("Content-Type", "text/plain"), ("X-Worker-Pid", str(os.getpid()))]
 
 
 def answer(environ, start_response):
@@ -85,9 +91,9 @@ def answer(environ, start_response):
             broadcast(match.group(1), f"{number:08d}".encode() + b"x" * (size - 8))
         body = b"sent"
     else:
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        start_response("404 Not Found", headers())
         return [b"not found"]
-    start_response("200 OK", [("Content-Type", "text/plain")])
+    start_response("200 OK", headers())
     return [body]
 
 
