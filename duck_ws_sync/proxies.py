@@ -285,7 +285,11 @@ def _forwarded_node(node: str) -> tuple[Address | None, str]:
 
 
 def _node(node: str) -> tuple[Address, str]:
-    """A node's address and port (``""`` when none): ``192.0.2.1``, ``192.0.2.1:80``, ``[2001:db8::1]:80``, ``2001:db8::1``.
+    """A node's address and port (``""`` when none).
+
+    ``192.0.2.1``, ``192.0.2.1:80``, ``[2001:db8::1]:80``, or an IPv6
+    address without brackets (and so without a port), as nginx's
+    ``$remote_addr`` gives it.
 
     Raises:
         Malformed: If it is no IP address with an optional port.
