@@ -169,16 +169,6 @@ def test_a_failure_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture
 # The subscriber, in this process, on a real redis-server.
 
 
-@pytest.fixture(scope="module")
-def redis_service() -> Iterator[RedisService]:
-    service = RedisService()
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
 @pytest.fixture
 def make_broker() -> Iterator[Callable[[str], RedisBroker]]:
     """``make_broker(url)``: a ``RedisBroker`` of this process, closed when the test ends."""

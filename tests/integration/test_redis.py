@@ -28,16 +28,6 @@ Spread = Callable[[str, int], tuple[list[WebSocketClient], set[int]]]
 WORKERS = 3
 
 
-@pytest.fixture(scope="module")
-def redis_service() -> Iterator[RedisService]:
-    service = RedisService()
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
 @pytest.fixture(scope="module", params=["gevent", "gthread"])
 def workers(request: pytest.FixtureRequest, redis_service: RedisService) -> Iterator[LiveServer]:
     env = {"DUCK_WS_SYNC_BROKER": redis_service.url}

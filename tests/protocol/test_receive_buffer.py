@@ -20,13 +20,19 @@ from tests.helpers import BINARY, TEXT, close_code_sent, close_frame, feed, fram
 needs_native = pytest.mark.skipif(getattr(speedups, "Payload", None) is None, reason="needs the native extension")
 
 
-def read_into(connection: ServerConnection, data: bytes) -> int:
-    """What a transport does: read (here: copy) into the offered buffer, release it, report the count."""
+def lend(connection: ServerConnection, data: bytes) -> int:
+    """What a transport does first: read (here: copy) into the offered buffer and release it; the count."""
     buffer = connection.receive_buffer()
     assert buffer is not None
     with buffer:
         size = min(len(buffer), len(data))
         buffer[:size] = data[:size]
+    return size
+
+
+def read_into(connection: ServerConnection, data: bytes) -> int:
+    """What a transport does: ``lend``, then report the count."""
+    size = lend(connection, data)
     connection.received_into(size)
     return size
 
@@ -117,16 +123,6 @@ def test_received_into_refuses_what_was_not_offered() -> None:
 
 # Another thread between receive_buffer() and received_into(): the thread
 # host reads into the buffer without the lock that guards the connection.
-
-
-def lend(connection: ServerConnection, data: bytes) -> int:
-    """The first half of ``read_into``: the read into the offered buffer, not yet reported."""
-    buffer = connection.receive_buffer()
-    assert buffer is not None
-    with buffer:
-        size = min(len(buffer), len(data))
-        buffer[:size] = data[:size]
-    return size
 
 
 @needs_native
