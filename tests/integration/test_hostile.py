@@ -190,6 +190,25 @@ def test_a_compressed_frame_announcing_2_to_the_62_gets_1009_and_the_worker_serv
     still_serves(server)
 
 
+def test_frames_announced_large_and_sent_small_cost_what_was_sent(server: Server) -> None:
+    # 16 MiB announced (MAX_MESSAGE_SIZE, so accepted) and 64 KiB sent, on each of 40 connections:
+    # the worker holds what arrived, not what was announced (640 MiB).
+    pid = worker_pid(server)
+    clients = []
+    try:
+        with PeakMemory(pid) as memory:
+            for _ in range(40):
+                client = connect(server, "/ws/unbounded")
+                client.send(frame(BINARY, b"", length=16 * MiB)[:14] + b"\x00" * (64 * 1024))
+                clients.append(client)
+            still_serves(server)  # and every connection above has been read by now, or soon after
+            time.sleep(0.5)
+        assert memory.growth < 40 * MiB, f"the worker grew by {memory.growth / MiB:.1f} MiB"
+    finally:
+        for client in clients:
+            client.sock.close()
+
+
 # Our Close, from another thread, while a large frame is being read into place.
 
 
