@@ -120,7 +120,8 @@ class WebSocketView:
         RECEIVE_TIMEOUT: Close with 1001 after this many seconds without a
             single frame from the client (None: never).
         MAX_FRAME_SIZE: The largest frame payload accepted (1009 beyond);
-            also the size of the fragments our own larger messages are sent in.
+            also the size of the fragments our own larger messages are sent
+            in. None: frames are bounded by ``MAX_MESSAGE_SIZE`` alone.
         MAX_MESSAGE_SIZE: The largest message accepted, after reassembly and
             decompression (1009 beyond); each continuation frame costs 16
             bytes more (``protocol.connection.FRAME_COST``).
