@@ -360,15 +360,18 @@ class ServerConnection(FrameWriter):
                         continue
                     start = position + header.size
                     stop = start + header.length
-                    try:
-                        check_frame_size(header.length, self.max_frame_size)
-                        if is_data:
+                    if is_data:
+                        # The limits are for data: a control frame is 125 bytes
+                        # at most (§5.5, checked by parse_header), and a Close
+                        # refused for its size would never end the handshake.
+                        try:
+                            check_frame_size(header.length, self.max_frame_size)
                             self._admit(header, whole=stop <= end)
-                    except PayloadTooBig as exc:
-                        self._close_for(exc)
-                        position = start
-                        self._skip = header.length
-                        continue
+                        except PayloadTooBig as exc:
+                            self._close_for(exc)
+                            position = start
+                            self._skip = header.length
+                            continue
                     if stop > end:
                         if is_data:
                             self._fill_partial(view[start:end])
@@ -390,10 +393,14 @@ class ServerConnection(FrameWriter):
         return position if self._reading else end
 
     def _protocol_failure(self, error: ProtocolError) -> None:
-        """The client broke the protocol: fail now, or stop input and let the caller fail after what came before."""
+        """The client broke the protocol: fail now, or stop input and let the caller fail after what came before.
+
+        After our Close there is nothing left to send before failing, so the
+        connection fails at once whatever ``answer_close_at_once`` says.
+        """
         self.protocol_error = _detached(error)
         self._partial = None
-        if self.answer_close_at_once:
+        if self.answer_close_at_once or self.state is not OPEN:
             self.fail(error.close_code, str(error))
         else:
             self._reading = False  # and the parser drops what is left unread
@@ -556,12 +563,13 @@ class ServerConnection(FrameWriter):
 
         A message over the limit is not a broken stream: the frames that
         follow can still be read, so we close politely (1009) and wait for the
-        client's Close instead of dropping the connection.
+        client's Close instead of dropping the connection. Only data frames
+        are held to the limits, and they are read only while OPEN (after our
+        Close they are skipped unread, §7.1.1).
         """
         self.protocol_error = _detached(error)
         self._reset_message()
-        if self.state is OPEN:
-            self.send_close(error.close_code, str(error))
+        self.send_close(error.close_code, str(error))
 
     # Writing: the messages and control frames are FrameWriter's.
 
@@ -596,6 +604,10 @@ class ServerConnection(FrameWriter):
             self._transition("answer_close")
         self.close_sent = Close(1005 if code is None else code, reason)
         self._write(OpCode.CLOSE, serialize_close(code, reason))
+        if not self._reading and self.state is CLOSING:
+            # Input had stopped for the client's protocol error (a failure
+            # the caller had not sent yet): no Close of its can be read now.
+            self._transition("fail")
 
     def fail(self, code: int = 1011, reason: str = "") -> None:
         """Fail the connection (RFC 6455 §7.1.7): send a Close if still OPEN, then CLOSED.

@@ -351,12 +351,18 @@ class TestLimits:
         assert feed(connection, frame(BINARY, b"12345678", rsv1=True)) == []
         assert close_code_sent(connection) == 1009
 
-    def test_control_frame_over_a_tiny_frame_limit_while_closing_sends_no_second_close(self):
+    def test_control_frames_are_not_held_to_a_tiny_frame_limit(self):
+        # §5.5 bounds them at 125 bytes: the limit is for data frames.
         connection = ServerConnection(max_frame_size=4)
+        assert feed(connection, frame(PING, b"12345")) == [Ping(b"12345")]
+        assert sent(connection) == server_frame(PONG, b"12345")
         connection.send_close()
         sent(connection)
-        assert feed(connection, frame(PING, b"12345"), close_frame(1000)) == [Close(1000, "")]
-        assert sent(connection) == b""
+        assert feed(connection, frame(PING, b"12345"), close_frame(1000, b"a long reason")) == [
+            Ping(b"12345"),
+            Close(1000, "a long reason"),
+        ]
+        assert sent(connection) == b""  # no Pong after our Close, no second Close
         assert connection.state is State.CLOSED
 
     def test_no_limits(self):
