@@ -23,6 +23,32 @@ def xor(data: bytes, mask: bytes) -> bytes:
     return bytes(byte ^ mask[index % 4] for index, byte in enumerate(data))
 
 
+def frame_header(
+    opcode: int,
+    length: int,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    rsv2: bool = False,
+    rsv3: bool = False,
+    masked: bool = True,
+    encoding: int = 0,
+) -> bytes:
+    """A client frame's header up to its masking key, announcing ``length`` bytes of payload.
+
+    ``encoding``: 0 for the shortest length encoding, else 2 or 8 bytes of
+    extended length even for a length that fits in fewer (RFC 6455 §5.2
+    asks for the shortest; servers accept the others).
+    """
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0) | (0x10 if rsv3 else 0) | opcode
+    mask_bit = 0x80 if masked else 0
+    if encoding == 8 or length >= 1 << 16:
+        return struct.pack("!BBQ", first, mask_bit | 127, length)
+    if encoding == 2 or length >= 126:
+        return struct.pack("!BBH", first, mask_bit | 126, length)
+    return struct.pack("!BB", first, mask_bit | length)
+
+
 def frame(
     opcode: int,
     payload: bytes = b"",
@@ -38,15 +64,8 @@ def frame(
 
     ``length`` overrides the announced payload length, to build lying headers.
     """
-    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0) | (0x10 if rsv3 else 0) | opcode
     announced = len(payload) if length is None else length
-    mask_bit = 0x80 if mask is not None else 0
-    if announced < 126:
-        header = struct.pack("!BB", first, mask_bit | announced)
-    elif announced < 1 << 16:
-        header = struct.pack("!BBH", first, mask_bit | 126, announced)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, announced)
+    header = frame_header(opcode, announced, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, masked=mask is not None)
     if mask is None:
         return header + payload
     return header + mask + xor(payload, mask)
