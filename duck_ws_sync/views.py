@@ -119,7 +119,7 @@ class WebSocketView:
         MAX_BACKOFF: The longest interval between pings after misses.
         RECEIVE_TIMEOUT: Close with 1001 after this many seconds without a
             single frame from the client (None: never).
-        MAX_FRAME_SIZE: The largest frame payload accepted (1009 beyond);
+        MAX_FRAME_SIZE: The largest data frame payload accepted (1009 beyond);
             also the size of the fragments our own larger messages are sent
             in. None: frames are bounded by ``MAX_MESSAGE_SIZE`` alone.
         MAX_MESSAGE_SIZE: The largest message accepted, after reassembly and
