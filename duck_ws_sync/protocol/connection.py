@@ -9,22 +9,22 @@ every call into a connection.
 
 The states and the moves between them are in ``states.py``.
 
-A frame whose payload has not all arrived is collected as it comes, and the
+Data frames become messages in ``MessageAssembly`` (``assembly.py``): a
+frame whose payload has not all arrived is collected as it comes, and the
 text of a message is checked for UTF-8 piece by piece (``partial.py``).
-What is sent is framed by ``FrameWriter`` (``writer.py``), which this class
-extends with the closing handshake.
+What is sent is framed by ``FrameWriter`` (``writer.py``). This class
+extends both with the parser, control frames and the closing handshake.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..exceptions import InvalidPayloadData, LocalProtocolError, PayloadTooBig, ProtocolError
+from ..exceptions import LocalProtocolError, PayloadTooBig, ProtocolError
+from .assembly import FRAME_COST, MessageAssembly
 from .events import Close, Event, Message, Ping, Pong
 from .extensions import Extension
 from .frames import (
-    Frame,
-    FrameHeader,
     check_frame_size,
     parse_close,
     parse_header,
@@ -33,15 +33,11 @@ from .frames import (
 from .mask import apply_mask
 from .native import speedups
 from .opcodes import OpCode, is_sendable_close_code
-from .partial import PartialFrame, TextCheck
+from .partial import PartialFrame
 from .states import CLOSED, CLOSING, OPEN, TRANSITIONS, Side, State
-from .writer import FrameWriter
 
-__all__ = ["ServerConnection", "Side", "State"]
+__all__ = ["FRAME_COST", "ServerConnection", "Side", "State"]
 
-
-# Opcodes of data frames that start a message, indexed by value.
-_MESSAGE_OPCODES = {OpCode.TEXT.value: OpCode.TEXT, OpCode.BINARY.value: OpCode.BINARY}
 
 # Parses the frames that are whole messages by themselves, and Pongs, at C
 # speed (None without the extension); ``_parse`` takes over at any other frame.
@@ -52,12 +48,6 @@ MiB = 1024 * 1024
 # offers to read it in place; below, one read into a buffer of the caller's
 # may hold the following frames too.
 DIRECT_READ = 64 * 1024
-# What each continuation frame costs its message against max_message_size,
-# beyond its payload: about a frame header's weight on the wire. A message
-# cut into N frames costs at least N * FRAME_COST, so no run of frames, empty
-# ones included, goes on without reaching the limit (with the default 16 MiB,
-# at most about a million frames a message).
-FRAME_COST = 16
 
 
 def _detached(error: ProtocolError) -> ProtocolError:
@@ -71,7 +61,7 @@ def _detached(error: ProtocolError) -> ProtocolError:
     return error
 
 
-class ServerConnection(FrameWriter):
+class ServerConnection(MessageAssembly):
     """A server's WebSocket connection after a successful opening handshake.
 
     Args:
@@ -110,16 +100,10 @@ class ServerConnection(FrameWriter):
         "_buffer",
         "_events",
         "_lent",
-        "_message_buffer",
-        "_message_compressed",
-        "_message_opcode",
-        "_message_size",
-        "_partial",
         "_reading",
         "_rsv1_allowed",
         "_simple_limit",
         "_skip",
-        "_text",
         "answer_close_at_once",
         "bytes_received",
         "close_initiator",
@@ -162,19 +146,10 @@ class ServerConnection(FrameWriter):
         self._buffer = bytearray()  # the start of a frame, up to its payload
         self._skip = 0  # bytes of an unwanted frame payload still to drop
         self._reading = True  # False once input stops: a Close, a failure, CLOSED
-        # The data frame whose payload is arriving.
-        self._partial: PartialFrame | None = None
-        # The fragmented message being received (RFC 6455 §5.4).
-        self._message_opcode: OpCode | None = None
-        self._message_compressed = False
-        # Its payload so far: the first frame's, then one buffer that grows.
-        self._message_buffer: bytes | bytearray | None = None
-        # What the message has cost so far against max_message_size: its
-        # payload, plus FRAME_COST for each continuation frame.
-        self._message_size = 0
+        self._partial = None  # the data frame whose payload is arriving
+        self._reset_message()  # no message being reassembled
         # The frame whose ``receive_buffer`` is lent out, until ``received_into``.
         self._lent: PartialFrame | None = None
-        self._text: TextCheck | None = None  # the UTF-8 check of a text message being reassembled
         # The largest payload of a message read by the native parser (-1: any).
         limits = [limit for limit in (max_frame_size, max_message_size) if limit is not None]
         self._simple_limit = min(limits, default=-1)
@@ -405,110 +380,6 @@ class ServerConnection(FrameWriter):
         else:
             self._reading = False  # and the parser drops what is left unread
 
-    def _admit(self, header: FrameHeader, whole: bool) -> None:
-        """Check a data frame from its header, before its payload is read or buffered.
-
-        ``whole``: its payload has arrived too; else it is collected as it
-        comes (``PartialFrame``).
-
-        Raises:
-            ProtocolError: If the frame may not come now (§5.4).
-            PayloadTooBig: If its message would exceed ``max_message_size``.
-        """
-        limit = self.max_message_size
-        if whole and header.fin and header.opcode and self._message_opcode is None and not self.extensions:
-            # The common case, one frame holding a whole message, is handled
-            # without the reassembly machinery (``_receive_data_frame``).
-            if limit is not None and header.length > limit:
-                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
-            return
-        self._start_frame(header.opcode, header.rsv1)
-        compressed = self._message_compressed
-        if limit is not None:
-            # Uncompressed, the frame adds its length to its message;
-            # compressed, it is at least held whole before it is inflated.
-            held = header.length if compressed else self._message_size + header.length
-            if held > limit:
-                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
-        if not whole:
-            try:
-                # Compressed text can only be checked once it is inflated.
-                self._partial = PartialFrame(header, None if compressed else self._text)
-            except (MemoryError, OverflowError):
-                # Only without a message limit: a length no buffer can have.
-                raise PayloadTooBig(f"frame of {header.length} bytes cannot be held in memory") from None
-
-    def _receive_data_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes) -> None:
-        """A whole data frame has arrived (``_admit`` has checked its header)."""
-        if self._message_opcode is None:
-            # A message in one frame, admitted as such.
-            if opcode == OpCode.TEXT and not payload.isascii():
-                try:
-                    payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise InvalidPayloadData("text message is not valid UTF-8") from None
-            self._events.append(Message(_MESSAGE_OPCODES[opcode], payload))
-            return
-        self._end_frame(fin, opcode, rsv1, payload, checked=False)
-
-    def _start_frame(self, opcode: int, rsv1: bool) -> None:
-        """Check that a data frame may come now (§5.4) and start its message if it is the first.
-
-        A continuation frame costs its message ``FRAME_COST``.
-
-        Raises:
-            ProtocolError: If the frame may not come now.
-            PayloadTooBig: If that cost takes the message over ``max_message_size``.
-        """
-        # A fragmented message is a first frame then continuations, and no
-        # other data frame may come between them.
-        if opcode == OpCode.CONTINUATION:
-            if self._message_opcode is None:
-                raise ProtocolError("continuation frame without a message to continue")
-            self._message_size += FRAME_COST
-            limit = self.max_message_size
-            if limit is not None and self._message_size > limit:
-                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
-        elif self._message_opcode is not None:
-            raise ProtocolError("new data message before the fragmented message ended")
-        else:
-            self._message_opcode = _MESSAGE_OPCODES[opcode]
-            self._message_compressed = rsv1
-            self._text = TextCheck() if opcode == OpCode.TEXT else None
-
-    def _end_frame(self, fin: bool, opcode: int, rsv1: bool, payload: bytes, checked: bool) -> None:
-        """Add a whole data frame's payload to its message; ``checked``: its text was validated already."""
-        if self.extensions:
-            frame = Frame(opcode, fin, payload, rsv1)
-            remaining = None if self.max_message_size is None else self.max_message_size - self._message_size
-            for extension in reversed(self.extensions):
-                frame = extension.decode(frame, max_size=remaining)
-            payload = frame.payload
-
-        self._message_size += len(payload)
-        if self.max_message_size is not None and self._message_size > self.max_message_size:
-            raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
-        if self._text is not None and not checked:
-            self._text.feed(payload, fin)
-        # The pieces go into one buffer as they come: a message costs what
-        # it weighs, however finely it is cut (no object per frame).
-        buffer = self._message_buffer
-        if buffer is None:
-            if not fin:
-                self._message_buffer = payload  # a second frame makes it a buffer
-                return
-            data = payload
-        else:
-            if type(buffer) is bytes:
-                buffer = self._message_buffer = bytearray(buffer)
-            buffer += payload
-            if not fin:
-                return
-            data = bytes(buffer)
-        assert self._message_opcode is not None
-        self._events.append(Message(self._message_opcode, data))
-        self._reset_message()
-
     def _fill_partial(self, data: bytes | bytearray | memoryview) -> int:
         """Add the next bytes of the frame being collected; return how many were used."""
         partial = self._partial
@@ -550,13 +421,6 @@ class ServerConnection(FrameWriter):
                 self._write(OpCode.PONG, payload)
         else:
             self._events.append(Pong(payload))
-
-    def _reset_message(self) -> None:
-        self._message_opcode = None
-        self._message_compressed = False
-        self._message_buffer = None
-        self._message_size = 0
-        self._text = None
 
     def _close_for(self, error: PayloadTooBig) -> None:
         """Start the closing handshake because the peer sent too much.
