@@ -88,16 +88,17 @@ class MessageAssembly(FrameWriter):
             # The common case, one frame holding a whole message, is handled
             # without the reassembly machinery (``_receive_data_frame``).
             if limit is not None and header.length > limit:
-                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
+                raise _too_big(limit)
             return
         self._start_frame(header.opcode, header.rsv1)
         compressed = self._message_compressed
         if limit is not None:
-            # Uncompressed, the frame adds its length to its message;
-            # compressed, it is at least held whole before it is inflated.
-            held = header.length if compressed else self._message_size + header.length
+            # What the message has cost so far (a continuation frame's cost
+            # included) and, uncompressed, the frame's length with it;
+            # compressed, the frame is at least held whole before it is inflated.
+            held = max(self._message_size, header.length) if compressed else self._message_size + header.length
             if held > limit:
-                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
+                raise _too_big(limit)
         if not whole:
             try:
                 # Compressed text can only be checked once it is inflated.
@@ -122,11 +123,11 @@ class MessageAssembly(FrameWriter):
     def _start_frame(self, opcode: int, rsv1: bool) -> None:
         """Check that a data frame may come now (§5.4) and start its message if it is the first.
 
-        A continuation frame costs its message ``FRAME_COST``.
+        A continuation frame costs its message ``FRAME_COST`` (``_admit``
+        holds the message to its limit).
 
         Raises:
             ProtocolError: If the frame may not come now.
-            PayloadTooBig: If that cost takes the message over ``max_message_size``.
         """
         # A fragmented message is a first frame then continuations, and no
         # other data frame may come between them.
@@ -134,9 +135,6 @@ class MessageAssembly(FrameWriter):
             if self._message_opcode is None:
                 raise ProtocolError("continuation frame without a message to continue")
             self._message_size += FRAME_COST
-            limit = self.max_message_size
-            if limit is not None and self._message_size > limit:
-                raise PayloadTooBig(f"message exceeds the limit of {limit} bytes")
         elif self._message_opcode is not None:
             raise ProtocolError("new data message before the fragmented message ended")
         else:
@@ -155,7 +153,7 @@ class MessageAssembly(FrameWriter):
 
         self._message_size += len(payload)
         if self.max_message_size is not None and self._message_size > self.max_message_size:
-            raise PayloadTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
+            raise _too_big(self.max_message_size)
         if self._text is not None and not checked:
             self._text.feed(payload, fin)
         # The pieces go into one buffer as they come: a message costs what
@@ -183,3 +181,8 @@ class MessageAssembly(FrameWriter):
         self._message_buffer = None
         self._message_size = 0
         self._text = None
+
+
+def _too_big(limit: int) -> PayloadTooBig:
+    """The error of a message over ``max_message_size`` (its text is the 1009's reason)."""
+    return PayloadTooBig(f"message exceeds the limit of {limit} bytes")
