@@ -29,20 +29,20 @@ from .protocol import (
 
 if TYPE_CHECKING:
     from .brokers import broadcast, configure_broker
-    from .counters import stats, stats_app
+    from .health import stats, stats_app
     from .middleware import WebSocketMiddleware
     from .request import WebSocketRequest
     from .views import SendResult, WebSocketView
 
 __version__ = "0.1.0.dev0"
 
-# The view layer needs gevent; it is imported on first use so that the
-# protocol names stay importable without any I/O library.
+# The rest is imported on first use, so that the protocol names stay
+# importable without any I/O library.
 _LAZY = {
     "broadcast": "brokers",
     "configure_broker": "brokers",
-    "stats": "counters",
-    "stats_app": "counters",
+    "stats": "health",
+    "stats_app": "health",
     "SendResult": "views",
     "WebSocketMiddleware": "middleware",
     "WebSocketRequest": "request",

@@ -46,7 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from . import counters
+from .engine.registry import stats, when_opened
 
 __all__ = ["metrics_app"]
 
@@ -88,7 +88,7 @@ class StatsCollector(Collector):
     """``stats()`` as metrics, read at each scrape (one process)."""
 
     def collect(self) -> Iterator[Any]:
-        snapshot = counters.stats()
+        snapshot = stats()
         yield GaugeMetricFamily(f"{PREFIX}_connections_open", "WebSockets open", value=snapshot["open"])
         yield CounterMetricFamily(f"{PREFIX}_connections_opened", "WebSockets opened", value=snapshot["opened"])
         closed = CounterMetricFamily(
@@ -121,7 +121,7 @@ class _Publisher:
         with self._lock:
             if self._pid != os.getpid():  # a fork: the child's counts start afresh
                 self._pid, self._published = os.getpid(), {}
-            snapshot = counters.stats()
+            snapshot = stats()
             last = self._published
             self.open.set(snapshot["open"])
             self.opened.inc(snapshot["opened"] - last.get("opened", 0))
@@ -162,7 +162,7 @@ _publisher: _Publisher | None = None
 
 if multiprocess():
     _publisher = _Publisher()
-    counters.when_opened(_publisher.ensure_running)
+    when_opened(_publisher.ensure_running)
 else:
     REGISTRY.register(StatsCollector())
 

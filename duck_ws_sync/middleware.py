@@ -6,12 +6,12 @@ the handshake is checked (a bad one gets its 4xx with a plain reason), the
 view's ``authorize`` hook says whether this client may connect (``Reject``
 gets its status, any other exception a 500), the connection budget is
 checked (503 beyond it, ``budget.py``), the socket is taken over from the
-server (``takeover.py``), and the 101 is written. On
-gevent the WSGI call then ends at once and the view serves the connection
-in a greenlet of its own (``sessions.py``); on a thread-per-connection
-server the view serves it in the request's own thread, inside the call
-(``threads/``). Every other request goes to the wrapped application
-untouched.
+server (``hosts/takeover.py``), and the 101 is written. The connection's
+session then goes to the host that the takeover found (``hosts/choice.py``):
+on gevent the WSGI call ends at once and the session runs in a greenlet of
+its own (``hosts/gevent/``); on a thread-per-connection server it runs in
+the request's own thread, inside the call (``hosts/threads/``). Every other
+request goes to the wrapped application untouched.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ from typing import Any
 
 from .budget import ConnectionBudget
 from .exceptions import Reject
+from .hosts.base import Host
+from .hosts.choice import host
+from .hosts.takeover import Takeover, Unsupported, end_call, find_socket, take
 from .protocol import InvalidHandshake, Response, ServerHandshake
 from .proxies import TrustedProxies
 from .request import WebSocketRequest, wsgi_to_text
-from .takeover import Takeover, Unsupported, end_call, find_socket, take
 from .urls import URLPattern, resolve
+from .views import WebSocketView, accept
 
 __all__ = ["WebSocketMiddleware"]
 
@@ -103,18 +106,10 @@ class WebSocketMiddleware:
         upgraded = self._upgrade(environ, start_response, *found)
         if not isinstance(upgraded, _Upgraded):
             return upgraded
-        view, taken = upgraded.view, upgraded.taken
+        session, taken = upgraded.view.session, upgraded.taken
         del upgraded
-        ended = self.budget.give_back
-        if taken.threaded:
-            from .threads import sessions as threads  # noqa: PLC0415 (the thread host, when used)
-
-            threads.serve(view, taken.socket, taken.initial_data, ended)
-        else:
-            from . import sessions  # noqa: PLC0415 (the gevent host, when used)
-
-            serving = sessions.start if taken.detached else sessions.serve
-            serving(view, taken.socket, taken.initial_data, ended, close_on_sigterm=taken.server == "gunicorn")
+        upgraded_host = host(taken.host)
+        upgraded_host.serve(session, taken.socket, taken.initial_data, self.budget.give_back, taken)
         return end_call(taken, environ, start_response)
 
     def _upgrade(
@@ -142,11 +137,8 @@ class WebSocketMiddleware:
             logger.error("cannot serve a WebSocket: %s", found.reason)
             return _respond(start_response, InvalidHandshake(500, found.reason).response())
         view = view_class(view_request, **kwargs)
-        view.extensions = handshake.extensions
-        view.subprotocol = handshake.subprotocol
-        if view_request is not request:
-            view._upgrade = request
-        refusal = _authorize(view, request, found.threaded)
+        accept(view, request, handshake.extensions, handshake.subprotocol)
+        refusal = _authorize(view, request, host(found.host))
         if refusal is None:
             refusal = self.budget.take(found.threads)
         if refusal is not None:
@@ -180,21 +172,15 @@ class _Upgraded:
         self.taken = taken
 
 
-def _authorize(view: Any, request: WebSocketRequest, threaded: bool) -> Response | None:
+def _authorize(view: Any, request: WebSocketRequest, serving: Host) -> Response | None:
     """Run the view's ``authorize`` hook, if it has one; the refusal, or None to go on.
 
-    It runs on an event loop of its own, closed right after: the
-    connection's loop is made later, where the session runs.
+    It runs on an event loop of its own, of the host's kind, closed right
+    after: the connection's loop is made later, where the session runs.
     """
-    from .views import WebSocketView  # noqa: PLC0415 (the view layer is loaded: view is one)
-
     if type(view).authorize is WebSocketView.authorize:
         return None
-    if threaded:
-        from .threads.loop import ThreadEventLoop as Loop  # noqa: PLC0415
-    else:
-        from .loop import GreenletEventLoop as Loop  # type: ignore[assignment]  # noqa: PLC0415
-    loop = Loop()
+    loop = serving.event_loop()
     try:
         loop.run_until_complete(view.authorize())
     except Reject as rejection:
@@ -223,8 +209,6 @@ def _websocket_route(pattern: URLPattern | Mapping[str, Any]) -> URLPattern | No
         return pattern
     if not isinstance(pattern, Mapping) or "url" not in pattern or "handler" not in pattern:
         raise TypeError(f"not a URL pattern: {pattern!r} (use duck_ws_sync.path or duck.urls.path)")
-    from .views import WebSocketView  # noqa: PLC0415 (only Duck's patterns need the view layer here)
-
     handler = pattern["handler"]
     if not (isinstance(handler, type) and issubclass(handler, WebSocketView)):
         return None  # an HTTP view, or Duck's own WebSocket view: the wrapped application serves it

@@ -1,9 +1,11 @@
-"""``WebSocketView``: Duck's WebSocket view API, served from a WSGI worker on gevent.
+"""``WebSocketView``: Duck's WebSocket view API, a face over the connection's ``Session``.
 
-A view instance serves one connection, in that connection's greenlet, on a
-``GreenletEventLoop`` of its own: its ``async def`` hooks use asyncio as
-usual, and blocking gevent-cooperative code in them holds up only this
-connection.
+A view instance serves one connection, in that connection's greenlet (or
+thread), on an event loop of its own: its ``async def`` hooks use asyncio as
+usual, and blocking code in them holds up only this connection. Everything
+below the hooks and the ``send_*`` methods is the session's
+(``engine/session.py``): the view reads its settings from the class
+attributes and hands it each call.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import json
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from . import counters, fanout
-from .accesslog import log_connection
-from .inbox import END, Inbox
-from .loop import GreenletEventLoop
+from .engine.groups import join as join_group
+from .engine.groups import leave as leave_group
+from .engine.inbox import END
+from .engine.registry import close_all
+from .engine.session import Session
 from .protocol import (
     MAGIC_STRING,
     Close,
@@ -29,21 +31,14 @@ from .protocol import (
     Frame,
     OpCode,
     PerMessageDeflate,
-    ServerConnection,
     ServerHandshake,
     State,
     accept_key,
 )
 from .protocol.frames import parse_close, serialize_close
 from .request import WebSocketRequest
-from .tasks import TaskCounting
-from .transport import Transport
 
-if TYPE_CHECKING:
-    from .fanout import Outbox
-    from .threads.transport import ThreadTransport
-
-__all__ = ["SendResult", "WebSocketView", "close_all"]
+__all__ = ["SendResult", "WebSocketView", "accept", "close_all"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -167,13 +162,6 @@ class WebSocketView:
     BROADCAST_BUFFER: ClassVar[int] = 1 * MiB
     DEBUG: ClassVar[bool] = False
 
-    # Groups and the outbox of broadcasts (fanout.py): made when first used.
-    _groups: set[str] | None = None
-    _outbox: Outbox | None = None
-    # The upgrade request as the middleware read it, when the view was given
-    # a framework's (Duck's): the client's address and path, for the access log.
-    _upgrade: WebSocketRequest | None = None
-
     # Duck's attribute: the oldest protocol version accepted. RFC 6455 is 13.
     min_websocket_version: ClassVar[int] = 13
 
@@ -185,9 +173,8 @@ class WebSocketView:
         self.initiated_upgrade = False
         self.close_code: int | None = None
         self.close_reason: str = ""
-        self._connection: ServerConnection | None = None
-        self._transport: Transport | ThreadTransport | None = None
-        self._loop: TaskCounting | None = None
+        # The connection's session, once the handshake is accepted (``accept``).
+        self.session: Session | None = None
         self._closed_handled = False
 
     # Hooks.
@@ -233,33 +220,23 @@ class WebSocketView:
 
     @property
     def state(self) -> State:
-        """``INITIATING`` until the handshake succeeds, then ``OPEN``, ``CLOSING``, ``CLOSED``."""
-        if self._connection is None:
+        """``INITIATING`` until the connection is served, then ``OPEN``, ``CLOSING``, ``CLOSED``."""
+        session = self.session
+        if session is None or session.loop is None:
             return State.INITIATING
-        if self._connection.state is State.OPEN and self._connection.input_ended:
-            return State.CLOSING
-        return self._connection.state
+        return session.state
 
     @property
     def sock(self) -> socket.socket | None:
         """The client's socket, once taken over from the server."""
-        return self._transport.socket if self._transport is not None else None
+        session = self.session
+        return session.socket if session is not None and session.loop is not None else None
 
     @property
     def client_websocket_version(self) -> int | None:
         """The client's ``Sec-WebSocket-Version``."""
         version = self.request.get_header("Sec-WebSocket-Version")
         return int(version) if version and version.isdigit() else None
-
-    def _client_and_path(self) -> tuple[str, int, str]:
-        """The client's address and port, and the path, from the upgrade request (for the logs)."""
-        request: Any = self._upgrade if self._upgrade is not None else self.request
-        if isinstance(request, WebSocketRequest):
-            host, port = request.client_address
-            return host, port, request.path
-        # A view served outside the middleware, with a request of its own.
-        host, port = getattr(request, "client_address", None) or ("", 0)
-        return str(host), int(port or 0), str(getattr(request, "path", ""))
 
     @staticmethod
     def strictly_async() -> bool:
@@ -274,27 +251,26 @@ class WebSocketView:
     # Sending: safe from any greenlet; each frame is written whole.
 
     def _send(self, method: str, *args: Any) -> SendResult:
-        """Call the core's sending ``method`` through the transport (which writes the frames)."""
-        transport = self._transport
-        if transport is None:
+        """Call the core's sending ``method`` through the session (which has the frames written)."""
+        session = self.session
+        if session is None or session.loop is None:
             logger.debug("not sending: the connection is not open")
             return _NOT_SENT
-        return _SENT if transport.send(getattr(transport.connection, method), *args) else _NOT_SENT
+        return _SENT if session.send(getattr(session.connection, method), *args) else _NOT_SENT
 
     def send(self, data: str | bytes, opcode: int = OpCode.TEXT) -> SendResult:
         """Send a text (``str``, or UTF-8 bytes) or binary message.
 
         Messages larger than ``MAX_FRAME_SIZE`` are sent in fragments of that size.
         """
+        session = self.session
+        if session is None or session.loop is None:
+            logger.debug("not sending: the connection is not open")
+            return _NOT_SENT
         if opcode == OpCode.TEXT:
-            transport = self._transport
-            if transport is None:
-                return self._send("send_text", data, self.MAX_FRAME_SIZE)
-            # The path of every echo and chat message, without _send's lookup.
-            return _SENT if transport.send_text(data, self.MAX_FRAME_SIZE) else _NOT_SENT
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        return self._send("send_message", OpCode(opcode), data, self.MAX_FRAME_SIZE)
+            # The path of every echo and chat message.
+            return _SENT if session.send_text(data, self.MAX_FRAME_SIZE) else _NOT_SENT
+        return _SENT if session.send_message(data, opcode) else _NOT_SENT
 
     def send_text(self, data: str) -> SendResult:
         """Send a text message."""
@@ -322,10 +298,10 @@ class WebSocketView:
             ConnectionError: If the connection is not open, or closes before the Pong.
             ValueError: If a ping with the same ``data`` is still unanswered.
         """
-        transport, loop = self._transport, self._loop
-        if transport is None or loop is None:
+        session = self.session
+        if session is None or session.loop is None:
             raise ConnectionError("the connection is not open")
-        return await transport.ping(os.urandom(4) if data is None else bytes(data), loop)
+        return await session.ping(os.urandom(4) if data is None else bytes(data), session.loop)
 
     def send_pong(self, data: bytes = b"") -> SendResult:
         """Send an unsolicited Pong (at most 125 bytes)."""
@@ -362,11 +338,13 @@ class WebSocketView:
 
         Membership ends by itself when the connection closes.
         """
-        fanout.join(self, group)
+        if self.session is not None:
+            join_group(self.session, group)
 
     def leave(self, group: str) -> None:
         """Stop being a member of ``group``."""
-        fanout.leave(self, group)
+        if self.session is not None:
+            leave_group(self.session, group)
 
     async def safe_close(self, disable_logging: bool = False, call_on_close_handler: bool = True) -> None:
         """Close with 1000 if the connection is open (Duck's API; ``on_close`` still runs exactly once)."""
@@ -382,54 +360,27 @@ class WebSocketView:
         return ServerHandshake(cls.ALLOWED_ORIGINS, cls.SUBPROTOCOLS, extensions)
 
     def serve(self, sock: socket.socket, initial_data: bytes = b"") -> None:
-        """Run the whole connection in the calling greenlet; return when it has ended.
+        """Run the whole connection in the calling greenlet (gevent); return when it has ended.
 
         The 101 response has been written already, with ``extensions`` and
         ``subprotocol`` set from the handshake. ``initial_data`` is what the
         server read past the upgrade request (a first frame, maybe).
         """
-        self.serve_on(GreenletEventLoop(), Transport, sock, initial_data)
+        from .hosts.gevent.sessions import serve_here  # noqa: PLC0415 (gevent only where it serves)
 
-    def serve_on(
-        self,
-        loop: TaskCounting,
-        transport_class: Callable[..., Transport | ThreadTransport],
-        sock: socket.socket,
-        initial_data: bytes = b"",
-    ) -> None:
-        """Run the whole connection on ``loop``, through a transport of ``transport_class`` (a host's)."""
-        self._connection = ServerConnection(
-            max_frame_size=self.MAX_FRAME_SIZE,
-            max_message_size=self.MAX_MESSAGE_SIZE,
-            extensions=self.extensions,
-            answer_close_at_once=False,
-        )
-        self._loop = loop
-        inbox = Inbox(loop, self.RECEIVE_QUEUE_SIZE)
-        self._transport = transport = transport_class(sock, self._connection, inbox, initial_data, self)
-        opened_at = time.monotonic()
-        counters.opened(self)
-        try:
-            transport.start(loop)
-            loop.run_until_complete(inbox.run(self._run_session(inbox)))
-        finally:
-            if self._groups:
-                fanout.leave_all(self)
-            # Whatever ended the session (even the worker killing this
-            # greenlet), TCP is closed and on_close runs once.
-            transport.stop()
-            transport.linger()
-            try:
-                loop.run_until_complete(self._closed())
-                loop.cancel_remaining_tasks(self.CLOSE_TIMEOUT)
-            finally:
-                loop.close()
-                counters.ended(self)
-                log_connection(self, time.monotonic() - opened_at)
+        if self.session is None:
+            host, port = getattr(self.request, "client_address", None) or ("", 0)
+            self.session = self._new_session((str(host), int(port or 0), str(getattr(self.request, "path", ""))))
+        serve_here(self.session, sock, initial_data)
 
-    async def _run_session(self, inbox: Inbox) -> None:
-        connection = self._connection
-        assert connection is not None
+    def _new_session(self, where: tuple[str, int, str]) -> Session:
+        return Session(self, where, self._serve_messages, self._closed)
+
+    async def _serve_messages(self) -> None:
+        """The session's coroutine: ``on_open``, then ``on_receive`` for each message, one at a time."""
+        session = self.session
+        assert session is not None
+        connection, inbox = session.connection, session.inbox
         try:
             await self.on_open()
             opened = True
@@ -448,9 +399,7 @@ class WebSocketView:
                 inbox.clear()
         # Every message that came before the client's Close (or its protocol
         # error) has been handled, so no reply was lost: answer it now.
-        transport = self._transport
-        assert transport is not None
-        transport.answer()
+        session.answer()
 
     def _hook_failed(self, exc: BaseException) -> None:
         """Log a hook's exception with its traceback and close the connection with 1011.
@@ -469,7 +418,7 @@ class WebSocketView:
         if self._closed_handled:
             return
         self._closed_handled = True
-        connection = self._connection
+        connection = self.session.connection if self.session is not None else None
         frame = None
         if connection is not None and connection.close_received is not None:
             received: Close = connection.close_received
@@ -487,9 +436,16 @@ class WebSocketView:
             logger.exception("on_close of WebSocket view %s failed", type(self).__name__)
 
 
-def close_all(code: int = 1001, reason: str = "Server shutting down") -> int:
-    """Start the closing handshake on every open connection of this process; return how many."""
-    views = [view for view in counters.live() if view.state is State.OPEN]
-    for view in views:
-        view.send_close(code, reason)
-    return len(views)
+def accept(
+    view: WebSocketView, request: WebSocketRequest, extensions: list[Extension], subprotocol: str | None
+) -> None:
+    """The handshake is accepted: give ``view`` its extensions, subprotocol and session (before ``authorize``).
+
+    ``request`` is the upgrade request as the middleware read it: the
+    client's address (the real client's behind a trusted proxy) and the
+    path, for the logs, even when the view was given a framework's request.
+    """
+    view.extensions = extensions
+    view.subprotocol = subprotocol
+    host, port = request.client_address
+    view.session = view._new_session((host, port, request.path))

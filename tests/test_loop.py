@@ -10,15 +10,15 @@ from typing import Any
 import gevent
 import pytest
 
-from duck_ws_sync import loop as loop_module
-from duck_ws_sync.loop import GreenletEventLoop
+from duck_ws_sync.hosts.gevent import loop as loop_module
+from duck_ws_sync.hosts.gevent.loop import GreenletEventLoop
 
 
 @pytest.fixture(params=["native", "python"])
 def tracer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "python":
-        monkeypatch.setattr(loop_module, "_load_speedups", lambda: None)
-    elif getattr(loop_module._load_speedups(), "SwitchTracer", None) is None:
+        monkeypatch.setattr(loop_module, "_load_switches", lambda: None)
+    elif getattr(loop_module._load_switches(), "SwitchTracer", None) is None:
         pytest.skip("the native extension is not built")
     return request.param
 

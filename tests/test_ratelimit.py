@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from duck_ws_sync.ratelimit import MessageRate
+from duck_ws_sync.engine.ratelimit import MessageRate
 
 WHERE = ("203.0.113.7", 4711, "/ws/chat")
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import redis
 
-from duck_ws_sync import BrokerUnavailable, fanout
-from duck_ws_sync.redis_broker import Envelope, Malformed, RateLimitedLog, RedisBroker, decode, encode, read_reply
+from duck_ws_sync import BrokerUnavailable
+from duck_ws_sync.brokers import redis as redis_broker
+from duck_ws_sync.brokers.redis import Envelope, Malformed, RateLimitedLog, RedisBroker, decode, encode, read_reply
 from tests.integration.redis_service import RedisService
 
 HEADER = struct.Struct("!4s16scI")  # marker, origin, kind, body length
@@ -213,7 +214,7 @@ def test_a_message_that_fails_to_be_delivered_does_not_stop_the_next(
             raise RuntimeError("a member's outbox broke")
         return 0
 
-    monkeypatch.setattr(fanout, "deliver", deliver)
+    monkeypatch.setattr(redis_broker, "deliver", deliver)
     broker = make_broker(redis_service.url)
     broker.subscribe("failing")
     client = redis_service.client()
@@ -233,13 +234,13 @@ def test_junk_is_dropped_and_logged_once_and_the_next_message_arrives(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     delivered: list[tuple[str, str | bytes]] = []
-    real_deliver = fanout.deliver
+    real_deliver = redis_broker.deliver
 
     def deliver(group: str, message: str | bytes, exclude: Any = None) -> int:
         delivered.append((group, message))
         return real_deliver(group, message, exclude)
 
-    monkeypatch.setattr(fanout, "deliver", deliver)
+    monkeypatch.setattr(redis_broker, "deliver", deliver)
     broker = make_broker(redis_service.url)
     broker.subscribe("junk")
     client = redis_service.client()

@@ -1,4 +1,4 @@
-"""The deadlines of a thread's connections on one gevent timer (``duck_ws_sync.timers``), on gevent's real hub."""
+"""The deadlines of a thread's connections on one gevent timer (``hosts/gevent/timers.py``), on gevent's real hub."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import gevent
 import pytest
 
-from duck_ws_sync.timers import TICK, Deadlines, deadlines
+from duck_ws_sync.hosts.gevent.timers import TICK, Deadlines, deadlines
 
 
 class Owner:
@@ -20,7 +20,7 @@ class Owner:
         self.then: float | None = None  # a next deadline to add when this one fires
         self.fails = False
 
-    def _on_timer(self) -> None:
+    def on_timer(self) -> None:
         self.fired.append((self.name, time.monotonic()))
         if self.then is not None:
             at, self.then = self.then, None

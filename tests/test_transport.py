@@ -180,8 +180,8 @@ def test_a_shutdown_while_idle_wakes_the_loop_and_ends_the_session(monkeypatch, 
         client.sendall(frame(TEXT, b"ping me" if pong_expected else b"hello"))
         read_frames(client, 1)
         gevent.sleep(0.05)  # idle: the socket is watched for the loop
-        assert view._transport is not None
-        view._transport.abort()
+        assert view.session is not None
+        view.session.abort()
         serving.join(5)
         assert serving.dead
         assert view.closed.is_set()

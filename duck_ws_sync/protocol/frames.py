@@ -13,19 +13,17 @@ import os
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..exceptions import InvalidPayloadData, PayloadTooBig, ProtocolError
 from .mask import apply_mask
 from .opcodes import OpCode, is_valid_close_code
 
-if TYPE_CHECKING:
-    from .extensions import Extension
-
 __all__ = [
     "MAX_CLOSE_REASON",
     "MAX_CONTROL_PAYLOAD",
     "Frame",
+    "FrameCodec",
     "FrameHeader",
     "check_frame_rules",
     "check_frame_size",
@@ -45,6 +43,14 @@ MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
 _KNOWN_OPCODES = frozenset(OpCode)
 _pack_short = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
+
+
+class FrameCodec(Protocol):
+    """What a frame needs of an extension (``extensions.Extension`` is one): the RSV1 rule and the two transforms."""
+
+    def rsv1_allowed(self, opcode: int) -> bool: ...
+    def encode(self, frame: Frame) -> Frame: ...
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame: ...
 
 
 class FrameHeader(NamedTuple):
@@ -271,7 +277,7 @@ class Frame:
         flags = "".join(f", {name}=True" for name in ("rsv1", "rsv2", "rsv3") if getattr(self, name))
         return f"Frame({opcode}, fin={self.fin}, payload={summarize(self.payload)}{flags})"
 
-    def check(self, extensions: Sequence[Extension] | None = None) -> None:
+    def check(self, extensions: Sequence[FrameCodec] | None = None) -> None:
         """Check this frame against the rules that apply to any single frame.
 
         Args:
@@ -290,7 +296,7 @@ class Frame:
         read_exact: ReadExact,
         mask_required: bool = True,
         max_size: int | None = None,
-        extensions: Sequence[Extension] | None = None,
+        extensions: Sequence[FrameCodec] | None = None,
     ) -> Frame:
         """Read one frame with ``read_exact`` and return it unmasked and decoded.
 
@@ -324,7 +330,7 @@ class Frame:
             frame = extension.decode(frame, max_size=max_size)
         return frame
 
-    def serialize(self, mask: bool = False, extensions: Sequence[Extension] | None = None) -> bytes:
+    def serialize(self, mask: bool = False, extensions: Sequence[FrameCodec] | None = None) -> bytes:
         """Return this frame's bytes on the wire.
 
         Unlike Duck, this does not modify the frame: serializing it twice does

@@ -35,7 +35,7 @@ import gevent.event
 import gevent.socket
 from gevent import monkey, pywsgi
 
-from ..sessions import end_sessions
+from ..hosts.gevent.sessions import end_sessions
 
 __all__ = ["GunicornServer", "InProcessServer", "load", "no_control_socket", "original"]
 

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from duck_ws_sync import OpCode, State, WebSocketMiddleware, WebSocketView
+from duck_ws_sync.engine import lifecycle
 from duck_ws_sync.urls import path, re_path
 from duck_ws_sync.utils.asyncio import create_task
 
@@ -560,15 +561,15 @@ def app(environ: dict[str, Any], start_response: Any) -> Any:
             record(_key(environ), "returned")
 
 
-_serve_on = WebSocketView.serve_on
+_run = lifecycle.run
 
 
-def _serve_and_record(self: WebSocketView, *args: Any) -> None:
-    """``serve_on`` (every host's), then ``served``: the session is over, its on_close included."""
+def _run_and_record(session: Any, *args: Any) -> None:
+    """``lifecycle.run`` (every host's), then ``served``: the session is over, its on_close included."""
     try:
-        _serve_on(self, *args)
+        _run(session, *args)
     finally:
-        record(_key(self.request.environ), "served")
+        record(_key(session.endpoint.request.environ), "served")
 
 
-WebSocketView.serve_on = _serve_and_record  # type: ignore[method-assign]
+lifecycle.run = _run_and_record

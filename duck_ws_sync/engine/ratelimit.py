@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from .accesslog import format_address
+from .addresses import format_address
 
 __all__ = ["MessageRate"]
 

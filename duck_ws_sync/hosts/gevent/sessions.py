@@ -1,4 +1,4 @@
-"""Where a connection's session runs on gevent: a greenlet of its own, beyond the WSGI call.
+"""The gevent host (``Host`` of ``hosts/base.py``): each session in a greenlet of its own, beyond the WSGI call.
 
 After the 101, the server has nothing left to do for the connection. The
 middleware takes the descriptor out of the server's socket object
@@ -7,7 +7,7 @@ copy of the request's contextvars), and ends the WSGI call as soon as the
 session first waits. That lets go of everything the server kept for the
 request: its greenlet and saved stack, its parser, request and response
 objects, and its slot among gunicorn's ``--worker-connections``. What stays
-is what the connection needs: the view, its transport and its loop.
+is what the connection needs: the view, its session, transport and loop.
 
 The server no longer waits for these connections when it stops, so the
 process does it as it exits (gunicorn's worker after SIGTERM or
@@ -27,44 +27,62 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 import greenlet
 
-from .protocol import State
-from .views import close_all
+from ...engine import lifecycle
+from ...engine.registry import close_all, live
+from ...engine.session import Session
+from ...protocol import State
+from ..takeover import Takeover
+from .loop import GreenletEventLoop
+from .transport import GeventTransport
 
-if TYPE_CHECKING:
-    from .views import WebSocketView
-
-__all__ = ["end_sessions", "running", "serve", "start"]
+__all__ = ["HOST", "end_sessions", "serve", "serve_here", "start"]
 
 logger = logging.getLogger("duck_ws_sync")
 
 # Beyond CLOSE_TIMEOUT, what ending a session may take at exit: draining TCP
-# after our Close (at most 2 s, Transport.linger) and on_close.
+# after our Close (at most 2 s, GeventTransport.linger) and on_close.
 _EXIT_SLACK = 3.0
 # How long killed sessions get to run their on_close before the process goes.
 _KILL_GRACE = 0.5
 
-# The greenlet of every session of this process that has not ended, with its view.
-_sessions: dict[greenlet.greenlet, WebSocketView] = {}
 _exit_hook_installed = False
 _sigterm_hook_installed = False
 
 
+class GeventHost:
+    """Sessions in greenlets: gunicorn's gevent worker, gevent.pywsgi, werkzeug under gevent."""
+
+    name = "gevent"
+
+    def event_loop(self) -> GreenletEventLoop:
+        return GreenletEventLoop()
+
+    def serve(
+        self, session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], takeover: Takeover
+    ) -> None:
+        serving = start if takeover.detached else serve
+        serving(session, sock, initial_data, ended, close_on_sigterm=takeover.server == "gunicorn")
+
+
+HOST = GeventHost()
+
+
 def start(
-    view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], close_on_sigterm: bool
+    session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], close_on_sigterm: bool
 ) -> None:
-    """Serve ``view``'s connection in a greenlet of its own; return once it first waits.
+    """Serve ``session``'s connection in a greenlet of its own; return once it first waits.
 
     The session starts at once, so ``on_open`` runs before anything else
     happens in the process, as it would in the request's greenlet; the
     calling greenlet is resumed from the hub when the session first waits.
 
     Args:
-        view: The view, its 101 written.
+        session: The connection's session, its 101 written.
         sock: The connection's socket, now ours alone: it is closed when the
             session ends.
         initial_data: What the server read past the upgrade request.
@@ -78,41 +96,39 @@ def start(
     runner = greenlet.greenlet(_run, parent=hub)
     runner.gr_context = contextvars.copy_context()
     hub.loop.run_callback(greenlet.getcurrent().switch)
-    runner.switch(view, sock, initial_data, ended)
+    runner.switch(session, sock, initial_data, ended)
 
 
 def serve(
-    view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], close_on_sigterm: bool
+    session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], close_on_sigterm: bool
 ) -> None:
-    """Serve ``view``'s connection in the calling greenlet, until it ends (a TLS socket cannot be detached)."""
+    """Serve ``session``'s connection in the calling greenlet, until it ends (a TLS socket cannot be detached)."""
     _install_hooks(close_on_sigterm)
-    _serve(view, sock, initial_data, ended)
+    _serve(session, sock, initial_data, ended)
 
 
-def running() -> int:
-    """How many sessions of this process have not ended (their ``on_close`` included)."""
-    return len(_sessions)
-
-
-def _run(view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
+def _run(session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
     try:
-        _serve(view, sock, initial_data, ended)
+        _serve(session, sock, initial_data, ended)
     except greenlet.GreenletExit:
-        pass  # killed at exit: serve has run on_close
+        pass  # killed at exit: the session has run on_close
     except Exception:
-        logger.exception("WebSocket session of %s failed", type(view).__name__)
+        logger.exception("WebSocket session of %s failed", session.name)
     # SystemExit and KeyboardInterrupt (a signal handler that exits may run
     # in any greenlet) go on to the hub, which hands them to the main greenlet.
 
 
-def _serve(view: WebSocketView, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
-    current = greenlet.getcurrent()
-    _sessions[current] = view
+def serve_here(session: Session, sock: socket.socket, initial_data: bytes = b"") -> None:
+    """Serve ``session`` in the calling greenlet until it has ended; the socket stays the caller's to close."""
+    session.runner = greenlet.getcurrent()
+    lifecycle.run(session, GreenletEventLoop(), GeventTransport(sock, initial_data))
+
+
+def _serve(session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
     try:
-        view.serve(sock, initial_data)
+        serve_here(session, sock, initial_data)
     finally:
         sock.close()
-        _sessions.pop(current, None)
         ended()
 
 
@@ -133,30 +149,34 @@ def end_sessions(hub: Any = None) -> None:
     ``on_close`` too. Used at exit, and by ``duck_ws_sync.testing`` as a
     server it runs stops.
     """
-    if not _sessions:
+    if not live():
         return
     hub = gevent.get_hub() if hub is None else hub
 
-    def views() -> dict[greenlet.greenlet, WebSocketView]:
-        return {runner: view for runner, view in list(_sessions.items()) if runner.parent is hub}
+    def sessions() -> list[Session]:
+        return [
+            session
+            for session in live()
+            if isinstance(session.runner, greenlet.greenlet) and session.runner.parent is hub
+        ]
 
-    left = views()
+    left = sessions()
     if not left:
         return
-    deadline = time.monotonic() + max(view.CLOSE_TIMEOUT for view in left.values()) + _EXIT_SLACK
+    deadline = time.monotonic() + max(session.endpoint.CLOSE_TIMEOUT for session in left) + _EXIT_SLACK
     while left and time.monotonic() < deadline:
-        for view in left.values():  # those that opened meanwhile too
-            if view.state is State.OPEN:
-                view.send_close(1001, "Server shutting down")
+        for session in left:  # those that opened meanwhile too
+            if session.state is State.OPEN:
+                session.close(1001, "Server shutting down")
         gevent.sleep(0.05)
-        left = views()
+        left = sessions()
     if not left:
         return
     logger.warning("%d WebSocket sessions did not end in time: killing them", len(left))
-    for runner in left:
-        gevent.kill(runner)
+    for session in left:
+        gevent.kill(session.runner)
     deadline = time.monotonic() + _KILL_GRACE
-    while views() and time.monotonic() < deadline:
+    while sessions() and time.monotonic() < deadline:
         gevent.sleep(0.05)
 
 

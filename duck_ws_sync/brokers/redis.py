@@ -57,8 +57,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import fanout
-from .exceptions import BrokerUnavailable
+from ..engine.groups import deliver, has_members
+from ..exceptions import BrokerUnavailable
 
 __all__ = ["CHANNEL_PREFIX", "MARKER", "Envelope", "Malformed", "RedisBroker", "decode", "encode", "read_reply"]
 
@@ -242,9 +242,9 @@ class RedisBroker:
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self._went_down(exc)
             raise BrokerUnavailable(f"Redis at {self._shown_url} is unavailable: {exc}") from exc
-        fanout.deliver(group, message, exclude)
+        deliver(group, message, exclude)
 
-    # Subscriptions, from fanout.join and fanout.leave.
+    # Subscriptions, from groups.join and groups.leave (engine/groups.py).
 
     def subscribe(self, group: str) -> None:
         """Receive ``group``'s messages; wait (at most SUBSCRIBE_WAIT) until Redis confirms."""
@@ -260,7 +260,7 @@ class RedisBroker:
 
     def unsubscribe(self, group: str) -> None:
         with self._write_lock:
-            if fanout.has_members(group):  # someone joined again meanwhile
+            if has_members(group):  # someone joined again meanwhile
                 return
             self._wanted.discard(group)
             self._confirmed.pop(group, None)
@@ -369,7 +369,7 @@ class RedisBroker:
             elif channel == self._own_channel or not channel.startswith(CHANNEL_PREFIX.encode()):
                 self._dropped.note(channel, "a message on a channel of no group", time.monotonic())
             elif verdict.origin != self._origin:  # ours was delivered here when published
-                fanout.deliver(channel[len(CHANNEL_PREFIX) :].decode("utf-8", "replace"), verdict.message)
+                deliver(channel[len(CHANNEL_PREFIX) :].decode("utf-8", "replace"), verdict.message)
         except Exception as exc:  # one message's failure must not end the subscriber
             self._undelivered.note(channel, f"{type(exc).__name__}: {exc}", time.monotonic(), exc)
 

@@ -19,10 +19,12 @@ afterwards that the connection is done and that it must write nothing more:
   down by then, so the write fails and werkzeug drops the connection
   quietly.
 
-On gevent the descriptor is taken out of the server's socket object, so the
-WSGI call can end right after the 101 (``sessions.py``). On threads the
-session runs inside the call, in the request's thread, and the server's
-socket object stays the server's.
+What is found names the host that serves the connection (``host``:
+``"gevent"`` or ``"threads"``, ``choice.py``). On gevent the descriptor is
+taken out of the server's socket object, so the WSGI call can end right
+after the 101 (``gevent/sessions.py``). On threads the session runs inside
+the call, in the request's thread, and the server's socket object stays the
+server's.
 """
 
 from __future__ import annotations
@@ -43,13 +45,17 @@ SUPPORTED_SERVERS = (
 # gunicorn's worker in this process, once found (a worker process has one).
 _gunicorn_worker: Any = None
 
+# The hosts (``choice.py``).
+GEVENT = "gevent"
+THREADS = "threads"
+
 
 class Found(NamedTuple):
     """The connection's socket, found and not taken yet, and how it is to be served."""
 
     socket: Any
     server: str  # "gunicorn", "pywsgi" or "werkzeug"
-    threaded: bool  # served in the request's own OS thread, not on gevent
+    host: str  # "gevent", or "threads": served in the request's own OS thread
     threads: int | None = None  # the server's threads for requests, when known (gunicorn gthread)
 
 
@@ -59,7 +65,7 @@ class Takeover(NamedTuple):
     socket: Any
     initial_data: bytes  # read by the server past the upgrade request
     server: str
-    threaded: bool
+    host: str
     # The socket is ours alone, the server's socket object no longer owning
     # the descriptor (gevent only); not so for TLS, whose state cannot
     # leave its object.
@@ -77,11 +83,11 @@ def find_socket(environ: Mapping[str, Any]) -> Found | Unsupported:
     sock = environ.get("gunicorn.socket")
     if sock is not None and str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn"):
         if _is_gevent_socket(sock):
-            return Found(sock, "gunicorn", threaded=False)
+            return Found(sock, "gunicorn", GEVENT)
         worker = gunicorn_worker()
         kind = type(worker).__module__ if worker is not None else ""
         if kind == "gunicorn.workers.gthread":
-            return Found(sock, "gunicorn", threaded=True, threads=worker.cfg.threads)
+            return Found(sock, "gunicorn", THREADS, threads=worker.cfg.threads)
         if kind == "gunicorn.workers.sync":
             return Unsupported(
                 "gunicorn's sync worker handles one request at a time and cannot hold a WebSocket; "
@@ -95,10 +101,10 @@ def find_socket(environ: Mapping[str, Any]) -> Found | Unsupported:
                 "This development server handles one request at a time and cannot hold a WebSocket; "
                 "run it threaded (app.run(threaded=True), the default of flask run)"
             )
-        return Found(sock, "werkzeug", threaded=not _is_gevent_socket(sock))
+        return Found(sock, "werkzeug", GEVENT if _is_gevent_socket(sock) else THREADS)
     sock = getattr(getattr(environ.get("wsgi.input"), "raw", None), "_sock", None)
     if sock is not None and _is_gevent_socket(sock):
-        return Found(sock, "pywsgi", threaded=False)
+        return Found(sock, "pywsgi", GEVENT)
     server = environ.get("SERVER_SOFTWARE") or "This server"
     return Unsupported(f"{server} cannot hand over its connections for WebSockets; use {SUPPORTED_SERVERS}")
 
@@ -110,10 +116,10 @@ def take(found: Found, environ: Mapping[str, Any]) -> Takeover:
         initial_data = _gunicorn_buffered(environ.get("wsgi.input"))
     else:
         initial_data = _buffered(environ.get("wsgi.input"), sock, close=server == "pywsgi")
-    if found.threaded or server == "werkzeug":
-        return Takeover(sock, initial_data, server, found.threaded, detached=False)
+    if found.host == THREADS or server == "werkzeug":
+        return Takeover(sock, initial_data, server, found.host, detached=False)
     own, detached = _detach(sock)
-    return Takeover(own, initial_data, server, threaded=False, detached=detached)
+    return Takeover(own, initial_data, server, found.host, detached=detached)
 
 
 def gunicorn_worker() -> Any:

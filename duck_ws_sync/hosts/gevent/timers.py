@@ -2,7 +2,7 @@
 
 A connection has one deadline at a time (its next heartbeat Ping, the Pong
 it waits for, its receive timeout or its closing handshake's end;
-``Heartbeat._schedule``), and it moves twice per heartbeat. A gevent timer
+``Clock._schedule``), and it moves twice per heartbeat. A gevent timer
 per connection cannot be moved, only replaced, and each replacement
 allocated objects that lived until the next one: at 10,000 connections
 that churn set off full collections of the garbage collector over every
@@ -31,7 +31,7 @@ _ATTRIBUTE = "_duck_ws_sync_deadlines"
 
 
 class Timed(Protocol):
-    def _on_timer(self) -> None: ...
+    def on_timer(self) -> None: ...
 
 
 def deadlines(hub: Any) -> Deadlines:
@@ -44,7 +44,7 @@ def deadlines(hub: Any) -> Deadlines:
 
 
 class Deadlines:
-    """Connections by the slot of their deadline; ``_on_timer`` is called on each as its slot comes."""
+    """Connections by the slot of their deadline; ``on_timer`` is called on each as its slot comes."""
 
     __slots__ = ("_armed", "_heap", "_loop", "_slots", "_timer")
 
@@ -56,7 +56,7 @@ class Deadlines:
         self._armed: int | None = None  # the slot the timer is armed for
 
     def add(self, owner: Timed, at: float) -> int:
-        """Call ``owner._on_timer()`` once, from the hub, at or after ``at`` (``time.monotonic()``); return its slot."""
+        """Call ``owner.on_timer()`` once, from the hub, at or after ``at`` (``time.monotonic()``); return its slot."""
         slot = math.ceil(at / TICK)
         members = self._slots.get(slot)
         if members is None:
@@ -101,7 +101,7 @@ class Deadlines:
             members = slots.pop(heapq.heappop(heap), None)
             for owner in members or ():
                 try:
-                    owner._on_timer()
+                    owner.on_timer()
                 except Exception:
                     logger.exception("a deadline's handler failed")
         while heap and heap[0] not in slots:

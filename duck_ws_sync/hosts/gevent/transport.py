@@ -1,26 +1,26 @@
-"""One WebSocket connection on a gevent socket: reading and writing.
+"""One WebSocket connection on a gevent socket: reading, writing and the clock (``Transport`` of ``hosts/base.py``).
 
-A ``Transport`` drives a sans-I/O ``ServerConnection`` over a socket taken
-over from the WSGI server. An idle connection costs one greenlet (the
-request's, which runs the view's loop), the protocol state and a deadline:
+A ``GeventTransport`` carries a session's frames over a socket taken over
+from the WSGI server. An idle connection costs one greenlet (the one that
+runs the view's loop), the session and a deadline:
 
 - reading: while the loop's greenlet has nothing to do it reads the socket
   itself (``read_inline``, from the loop's wait) into a buffer shared by
-  every connection of the thread, and hands messages to the session
-  (``Inbox.deliver``). While a hook blocks that greenlet in
-  gevent-cooperative code, a standby greenlet, started then, reads instead
-  and queues the messages; when the queue is full it stops reading, and TCP
-  pushes back on the client;
+  every connection of the thread, and gives each read to the session
+  (``Session.receive_message``, which hands a message straight to the view).
+  While a hook blocks that greenlet in gevent-cooperative code, a standby
+  greenlet, started then, reads instead and queues the messages; when the
+  queue is full it stops reading, and TCP pushes back on the client;
 - writing: any greenlet that sends takes the write lock, asks the core for
-  the frame and writes it whole;
-- heartbeat pings, the receive timeout and the deadline of a closing
-  handshake run on deadlines, whose handler runs in the hub and needs no
-  greenlet (``Heartbeat``, in ``heartbeat.py``, which
-  ``Transport`` extends).
+  the frame and writes it whole (``Session.send``);
+- the session's one deadline (heartbeat, receive timeout, closing
+  handshake) is among those of every connection of the thread, on one
+  gevent timer (``timers.py``); it is handled in the hub and needs no
+  greenlet.
 
 Calls into the core never yield to the gevent hub (they do no I/O), so under
-gevent they need no lock of their own; the write lock keeps frames whole and
-in the core's order on the wire.
+gevent they need no lock of their own (``core_lock`` is a no-op); the write
+lock keeps frames whole and in the core's order on the wire.
 """
 
 from __future__ import annotations
@@ -29,29 +29,29 @@ import contextlib
 import logging
 import math
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.lock
 from gevent._hub_local import get_hub_if_exists
 from gevent.hub import Waiter
 
-from .channel import MAX_GATHER, Channel, unsent
-from .exceptions import LocalProtocolError
-from .inbox import Inbox
+from ..base import SessionSide
+from ..chunks import MAX_GATHER, unsent
 from .loop import NOTHING_READ, READ_ALL, READ_SOME
-from .protocol import Message, Pong, ServerConnection
 from .timers import deadlines
 
-__all__ = ["Transport"]
+__all__ = ["GeventTransport"]
 
 logger = logging.getLogger("duck_ws_sync")
 
 # The size of the receive buffer that the connections of one thread share.
 RECEIVE_SIZE = 256 * 1024
 _BUFFER_ATTRIBUTE = "_duck_ws_sync_receive_buffer"
+# The core lock of a gevent connection: calls into the core never yield, so none is needed.
+_NO_LOCK = contextlib.nullcontext()
 
 
 def _receive_buffer(hub: Any) -> memoryview:
@@ -67,18 +67,12 @@ def _receive_buffer(hub: Any) -> memoryview:
     return buffer
 
 
-class Transport(Channel):
-    """Runs a ``ServerConnection`` over a socket.
+class GeventTransport:
+    """A session's I/O and clock on a gevent socket.
 
     Args:
         sock: The client's socket, after the 101 response was written.
-        connection: The protocol core, made with ``answer_close_at_once=False``.
-        inbox: Where messages go; ``END`` is put there when reading stops.
         initial_data: Bytes the server read past the upgrade request.
-        settings: Timeouts and heartbeat settings, by attribute:
-            ``PING_INTERVAL``, ``PONG_TIMEOUT``, ``MAX_BACKOFF``,
-            ``RECEIVE_TIMEOUT``, ``SEND_TIMEOUT`` and ``CLOSE_TIMEOUT`` (seconds; None or 0
-            turns a feature off).
     """
 
     __slots__ = (
@@ -87,41 +81,35 @@ class Transport(Channel):
         "_hub",
         "_hub_reads",
         "_initial_data",
-        "_inline",
         "_loop_idle",
         "_raw_socket",
+        "_slot",
+        "_space",
         "_standby",
         "_standby_waiter",
         "_unhandled",
         "_wake_loop",
         "_watching",
+        "direct",
         "read_watcher",
+        "session",
+        "socket",
+        "write_lock",
     )
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        connection: ServerConnection,
-        inbox: Inbox,
-        initial_data: bytes = b"",
-        settings: Any = None,
-    ) -> None:
+    core_lock = _NO_LOCK
+
+    def __init__(self, sock: socket.socket, initial_data: bytes = b"") -> None:
         self.socket = sock
-        self.connection = connection
-        self.inbox = inbox
         self._initial_data = initial_data
         self._hub = hub = gevent.get_hub()
         self._buffer = _receive_buffer(hub)
-        self._write_lock = gevent.lock.Semaphore()
-        self._broken = False  # the socket failed or was aborted
+        self.write_lock = gevent.lock.Semaphore()
         self._deadlines = deadlines(hub)
-        self._start_clock(settings, time.monotonic())
-        send_timeout = self._limits.send_timeout
-        # Sends block at most SEND_TIMEOUT; reads ignore the socket's timeout.
-        sock.settimeout(None if send_timeout == math.inf else send_timeout)
+        self._slot: int | None = None  # the slot of our deadline among the thread's
         self._standby: gevent.Greenlet | None = None
         self._standby_waiter: Waiter | None = None
-        self._reading_done = False
+        self._space: gevent.event.Event | None = None  # a standby reader waits on it while the inbox is full
         self._loop_idle = False
         # While the loop's greenlet waits: how to wake it.
         self._wake_loop: Callable[[bool], None] | None = None
@@ -132,118 +120,80 @@ class Transport(Channel):
         # TLS sockets may hold decrypted bytes that polling the descriptor
         # cannot see, so a standby greenlet reads them all along.
         self._raw_socket: Any = getattr(sock, "_sock", None)
-        self._inline = self._raw_socket is not None and not callable(getattr(sock, "pending", None))
+        self.direct = self._raw_socket is not None and not callable(getattr(sock, "pending", None))
         # The socket's own watcher (gevent's sockets have one), else one of ours.
         self.read_watcher: Any = getattr(sock, "_read_event", None) or hub.loop.io(sock.fileno(), 1)
 
-    def start(self, loop: Any) -> None:
-        """Start reading and the deadlines.
-
-        Must be called from the loop's greenlet, before the loop runs.
-        """
-        if self._inline:
+    def start(self, session: SessionSide, loop: Any) -> None:
+        """Start reading for ``session``; from the loop's greenlet, before the loop runs."""
+        self.session = session
+        send_timeout = session.limits.send_timeout
+        # Sends block at most SEND_TIMEOUT; reads ignore the socket's timeout.
+        self.socket.settimeout(None if send_timeout == math.inf else send_timeout)
+        session.inbox.on_space = self._space_freed
+        if self.direct:
             loop.attach_reader(self)
         else:
             self._standby = gevent.spawn(self._read_standby)
         if self._initial_data:
             data, self._initial_data = self._initial_data, b""
-            self._receive(data, direct=False)
-        self._schedule()
+            session.receive(data, direct=False)
 
     def stop(self) -> None:
-        """Stop reading and the deadlines (the session is over)."""
-        self._reading_done = True
+        """Stop reading (the session is over)."""
         if self._standby is not None:
             self._standby.kill(block=False)
-        self._stop_clock()
+        self._space_freed()
 
     # Writing.
 
-    def send(self, action: Callable[..., None], *args: Any) -> bool:
-        """Call a sending method of the core and write its frames.
-
-        Returns:
-            True when the frames were written; False when the connection is
-            no longer open or the socket failed (logged at debug level).
-        """
-        with self._write_lock:
-            if self._broken:
-                logger.debug("not sending on a closed connection")
-                return False
-            try:
-                action(*args)
-            except LocalProtocolError as exc:
-                logger.debug("not sending: %s", exc)
-                return False
-            connection = self.connection
-            if self._inline and connection.close_sent is None:
-                chunks = connection.data_to_send()
-                if len(chunks) == 1:
-                    return self._write_one(chunks[0])
-                return self._write(chunks)
-            return self._flush()
-
-    def send_text(self, data: str | bytes, fragment_size: int | None) -> bool:
-        """Send a text message, as ``send(connection.send_text, ...)`` does.
-
-        A chat's message, when no other send is writing, is framed by the
-        core straight into one send(): no queue, no ``data_to_send``.
-        """
-        lock = self._write_lock
-        if not self._inline or not lock.acquire(blocking=False):
-            return self.send(self.connection.send_text, data, fragment_size)
-        try:
-            if self._broken:
-                logger.debug("not sending on a closed connection")
-                return False
-            try:
-                frame = self.connection.send_text_now(data, fragment_size)
-            except LocalProtocolError as exc:
-                logger.debug("not sending: %s", exc)
-                return False
-            return self._flush() if frame is None else self._write_one(frame)
-        finally:
-            lock.release()
-
-    def _write_one(self, chunk: bytes | memoryview) -> bool:
+    def write_one(self, chunk: bytes | memoryview) -> bool:
         """Write one chunk: one send() when it fits in the socket, the common case; the caller holds the write lock."""
+        if not self.direct:
+            return self.write([chunk])
         try:
             sent = self._raw_socket.send(chunk)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             logger.debug("connection lost while sending: %s", exc)
-            self.abort()
+            self.session.abort()
             return False
-        return sent == len(chunk) or self._write([memoryview(chunk)[sent:]])
+        return sent == len(chunk) or self.write([memoryview(chunk)[sent:]])
 
-    def _flush(self) -> bool:
-        """Write what the core has queued; the caller holds the write lock."""
-        connection = self.connection
-        if connection.close_sent is not None:
-            self._closing_starts()
-        return self._write(connection.data_to_send())
-
-    def _write(self, chunks: list[Any]) -> bool:
+    def write(self, chunks: list[Any]) -> bool:
         """Write ``chunks`` whole, waiting at most SEND_TIMEOUT; the caller holds the write lock."""
         try:
-            if self._inline:
-                chunks = self._write_what_fits(chunks)
+            if self.direct:
+                if len(chunks) == 1:
+                    chunk = chunks[0]
+                    sent = self._send_now(chunk)
+                    if sent == len(chunk):
+                        return True
+                    chunks = [memoryview(chunk)[sent:]]
+                else:
+                    chunks = self.write_what_fits(chunks)
             for chunk in chunks:
                 self.socket.sendall(chunk)
         except TimeoutError:
             # The client stopped reading. A frame may be half written, so
             # nothing more can go on this stream: drop TCP.
-            logger.info("send timed out after %s s: dropping the connection", self._limits.send_timeout)
-            self.abort()
+            logger.info("send timed out after %s s: dropping the connection", self.session.limits.send_timeout)
+            self.session.abort()
             return False
         except OSError as exc:
             logger.debug("connection lost while sending: %s", exc)
-            self.abort()
+            self.session.abort()
             return False
         return True
 
-    def _write_what_fits(self, chunks: list[Any]) -> list[Any]:
+    def _send_now(self, chunk: bytes | memoryview) -> int:
+        try:
+            return int(self._raw_socket.send(chunk))
+        except BlockingIOError:
+            return 0
+
+    def write_what_fits(self, chunks: list[Any]) -> list[Any]:
         """Write without waiting; return what did not fit (usually nothing).
 
         One system call: send() for one chunk (gevent's sendall would cost a
@@ -259,33 +209,34 @@ class Transport(Channel):
             sent = 0
         return unsent(chunks, sent)
 
+    def can_write_now(self) -> bool:
+        # Only from this hub's thread, and not over TLS (its records must go out whole, from one greenlet).
+        return self.direct and get_hub_if_exists() is self._hub
+
+    def hand_over(self, chunks: list[Any]) -> bool:
+        # The client is slow to read: a greenlet finishes the frames, holding the write lock until they are out.
+        gevent.spawn(self.session.finish_writing, chunks)
+        return True
+
     # The clock: one deadline among the thread's (``timers.py``), handled in the hub.
 
-    def _arm(self, wake_at: float) -> None:
-        self._timer = self._deadlines.move(self, self._timer, wake_at)
+    def arm(self, wake_at: float) -> None:
+        self._slot = self._deadlines.move(self, self._slot, wake_at)
 
-    def _disarm(self) -> None:
-        self._deadlines.remove(self, self._timer)
-        self._timer = None
+    def on_timer(self) -> None:
+        """Our slot came (``Deadlines``)."""
+        self._slot = None
+        self.session.on_timer()
 
-    def _in_background(self, function: Callable[..., Any], *args: Any) -> None:
+    def in_background(self, function: Callable[..., Any], *args: Any) -> None:
         gevent.spawn(function, *args)
 
-    def _send_from_timer(self, action: Callable[..., None], *args: Any) -> None:
+    def send_from_timer(self, action: Callable[..., None], *args: Any) -> None:
         """Send the heartbeat's Ping from the hub: at once when it fits in the socket, else from a greenlet."""
         if self._watching and not self._hub_reads:
             self._watch(hub_reads=True)  # its Pong is read in the hub, the loop sleeps on
-        if self.send_nowait(action, *args) is None:
-            gevent.spawn(self.send, action, *args)
-
-    def _can_send_now(self) -> bool:
-        # Only from this hub's thread, and not over TLS (its records must go out whole, from one greenlet).
-        return self._inline and get_hub_if_exists() is self._hub
-
-    def _hand_over(self, chunks: list[Any]) -> bool:
-        # The client is slow to read: a greenlet finishes the frames, holding the write lock until they are out.
-        gevent.spawn(self._finish_writing, chunks)
-        return True
+        if self.session.send_nowait(action, *args) is None:
+            gevent.spawn(self.session.send, action, *args)
 
     # Reading. The loop's greenlet reads while it is idle (``read_inline``,
     # called from the loop's wait); a standby greenlet reads while the
@@ -304,12 +255,13 @@ class Transport(Channel):
         self._loop_idle = True
         if self._standby_waiter is not None:
             self._end_standby_wait()
+        session = self.session
         if self._unhandled is not None:
             self._hub.loop.run_callback(wake, True)
-        elif self._standby is None and not self._reading_done and self._inline and not self.inbox.full:
+        elif self._standby is None and session.reading and self.direct and not session.inbox.full:
             self._watching = True
             self._wake_loop = wake
-            if self._ping_payload is not None or self._pings:
+            if session.expects_pong:
                 self._watch(hub_reads=True)
             else:
                 self._hub_reads = False
@@ -344,7 +296,7 @@ class Transport(Channel):
 
     def loop_blocked(self) -> None:
         """The loop's greenlet blocks outside its wait: a standby greenlet reads meanwhile."""
-        if self._standby is None and not self._reading_done:
+        if self._standby is None and self.session.reading:
             self._standby = gevent.spawn(self._read_standby)
 
     def read_inline(self) -> int:
@@ -354,16 +306,16 @@ class Transport(Channel):
         Nothing is read while a standby greenlet reads, after the end, from
         TLS, or while the session is behind (backpressure).
         """
+        session = self.session
         unhandled = self._unhandled
         if unhandled is not None:
             self._unhandled = None
-            self._act_on(*unhandled, direct=True)
+            session.act_on(*unhandled, direct=True)
             return READ_ALL  # the hub has just read the socket
-        if self._standby is not None or self._reading_done or not self._inline or self.inbox.full:
+        if self._standby is not None or not session.reading or not self.direct or session.inbox.full:
             return NOTHING_READ
-        connection = self.connection
         # The rest of a large frame is read straight into its payload.
-        target = connection.receive_buffer()
+        target = session.connection.receive_buffer()
         buffer = self._buffer if target is None else target
         try:
             size = self._raw_socket.recv_into(buffer)
@@ -376,27 +328,22 @@ class Transport(Channel):
             if target is not None:
                 target.release()
         if not size:
-            self._receive(None, direct=True)
+            session.receive(None, direct=True)
             return READ_ALL
         if target is not None:
-            self._receive(size, direct=True)
+            session.receive(size, direct=True)
             return READ_SOME
         # The common read: one message, handed to the session at once.
-        frames = connection.frames_received
-        message = connection.receive_message(buffer[:size])
-        if message is not None and self._rate is None:
-            self.last_frame_at = time.monotonic()
-            self.inbox.deliver([message])
-        else:
-            self._received(message, frames, direct=True)
+        session.receive_message(buffer[:size])
         # A read that did not fill the buffer most likely took all there was.
         return READ_ALL if size < len(buffer) else READ_SOME
 
     def _read_standby(self) -> None:
         """Read in a greenlet of its own, until the loop's greenlet is idle again (TLS: until the end)."""
         buffer = self._buffer
+        session = self.session
         try:
-            while not self._reading_done and not (self._inline and self._loop_idle):
+            while session.reading and not (self.direct and self._loop_idle):
                 try:
                     size = self._recv_standby(buffer)
                 except OSError as exc:
@@ -404,15 +351,30 @@ class Transport(Channel):
                     size = 0
                 if size is None:
                     break  # the loop's greenlet is idle: it reads again
-                self._receive(buffer[:size] if size else None, direct=False)
+                session.receive(buffer[:size] if size else None, direct=False)
+                self._wait_for_space()
         finally:
             self._standby = None
-            if not self._reading_done:
-                self.inbox.wake_consumer()  # the idle loop was not watching the socket
+            if session.reading:
+                session.inbox.wake_consumer()  # the idle loop was not watching the socket
+
+    def _wait_for_space(self) -> None:
+        """While the session is behind, read nothing: TCP pushes back on the client."""
+        session = self.session
+        while session.inbox.full and session.reading:
+            space = self._space
+            if space is None:
+                space = self._space = gevent.event.Event()
+            space.clear()
+            space.wait()
+
+    def _space_freed(self) -> None:
+        if self._space is not None:
+            self._space.set()
 
     def _recv_standby(self, buffer: memoryview) -> int | None:
         """Read into ``buffer``, waiting for data; None when the loop's greenlet went idle meanwhile."""
-        if not self._inline:
+        if not self.direct:
             while True:
                 try:
                     return self.socket.recv_into(buffer)
@@ -435,39 +397,6 @@ class Transport(Channel):
             if not readable:
                 return None
 
-    def _receive(self, data: memoryview | bytes | int | None, direct: bool) -> None:
-        """Feed one read to the core (None: end of stream) and act on the events.
-
-        An int is the count of bytes read into ``connection.receive_buffer()``.
-
-        ``direct``: the loop's greenlet reads, between two iterations, and
-        may hand messages straight to the session (``Inbox.deliver``).
-        """
-        connection = self.connection
-        if data is None:
-            connection.receive_eof()
-            self._end_of_reading()
-            return
-        frames = connection.frames_received
-        if isinstance(data, int):
-            connection.received_into(data)
-            message = None
-        else:
-            message = connection.receive_message(data)
-        self._received(message, frames, direct)
-
-    def _received(self, message: Message | None, frames: int, direct: bool) -> None:
-        """Act on a read the core has parsed: ``message`` when it held one alone, else its events.
-
-        ``frames``: the core's count of frames received before the read.
-        """
-        connection = self.connection
-        frames = connection.frames_received - frames
-        if frames:
-            self.last_frame_at = time.monotonic()
-        events = connection.events_received() if message is None else [message]
-        self._act_on(events, frames, connection.has_data_to_send, direct)
-
     def _read_while_idle(self) -> None:
         """The socket is readable while the loop's greenlet waits (in the hub: nothing here may block).
 
@@ -486,17 +415,10 @@ class Transport(Channel):
             logger.debug("connection lost while reading: %s", exc)
             size = 0
         if size:  # else the loop's greenlet reads the end again
-            connection = self.connection
-            frames_sent = connection.frames_sent
-            frames = self._feed(self._buffer[:size])
-            events = connection.events_received()
-            flush = connection.frames_sent != frames_sent
-            if not flush and self._rate is None and (not events or type(events[0]) is Pong):
-                pongs = [event.payload for event in events if type(event) is Pong]
-                if len(pongs) == len(events) and not connection.input_ended:
-                    for payload in pongs:
-                        self._receive_pong(payload)
-                    return  # nothing for the loop: it waits on
+            session = self.session
+            events, frames, flush = session.parse(self._buffer[:size])
+            if session.take_pongs(events, flush):
+                return  # nothing for the loop: it waits on
             self._unhandled = (events, frames, flush)
         wake(True)
 
@@ -506,9 +428,10 @@ class Transport(Channel):
             self._standby_waiter = None
             self._hub.loop.run_callback(waiter.switch, False)
 
-    def _reading_ended(self) -> None:
+    def reading_ended(self) -> None:
         if self._loop_idle:
             self._end_standby_wait()
+        self._space_freed()
 
     def linger(self) -> None:
         """End TCP without losing our last frame: half-close, drain, then shut both ways (RFC 6455 §7.1.1).
@@ -519,11 +442,11 @@ class Transport(Channel):
         closed descriptor).
         """
         sock = self.socket
-        if not self._broken:
-            self._broken = True
+        if not self.session.broken:
+            self.session.end_writes()
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-                with gevent.Timeout(min(self._limits.close_timeout, 2.0), False):
+                with gevent.Timeout(min(self.session.limits.close_timeout, 2.0), False):
                     while sock.recv_into(self._buffer):
                         pass
         with contextlib.suppress(OSError):

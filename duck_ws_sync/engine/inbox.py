@@ -27,8 +27,6 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-import gevent.event
-
 __all__ = ["END", "Inbox"]
 
 # Ends the inbox: the reader has stopped.
@@ -43,9 +41,9 @@ _leave_task = asyncio.tasks._leave_task
 class Inbox:
     """A bounded queue of messages from the reader to the session task.
 
-    ``put`` blocks a standby reader's greenlet while the queue is full (TCP
-    then pushes back on the client); the loop's own greenlet never blocks
-    in it.
+    Nothing here waits: a reader that finds the queue ``full`` stops
+    reading (TCP then pushes back on the client) until ``on_space`` is
+    called.
 
     Args:
         loop: The connection's event loop.
@@ -62,7 +60,6 @@ class Inbox:
         "_items",
         "_loop",
         "_size",
-        "_space",
         "_task",
         "_waiter",
         "full",
@@ -78,7 +75,6 @@ class Inbox:
         self.on_space: Callable[[], None] | None = None
         # The future the session waits on while the queue is empty.
         self._waiter: asyncio.Future[None] | None = None
-        self._space: gevent.event.Event | None = None  # made when a reader first has to wait
         self._task: asyncio.Task[Any] | None = None
         self._coroutine: Coroutine[Any, Any, Any] | None = None
         self._context: contextvars.Context | None = None
@@ -95,8 +91,8 @@ class Inbox:
 
     # The reader's side.
 
-    def put(self, item: Any, wait: bool = True) -> None:
-        """Append ``item`` and wake the session; wait while the queue is full, unless ``wait`` is False."""
+    def put(self, item: Any) -> None:
+        """Append ``item`` and wake the session (``full`` tells whether reading should pause)."""
         items = self._items
         if items is None:
             items = self._items = deque()
@@ -106,12 +102,6 @@ class Inbox:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if wait and len(items) >= self._size:
-            space = self._space
-            if space is None:
-                space = self._space = gevent.event.Event()
-            space.clear()
-            space.wait()
 
     def deliver(self, messages: list[Any]) -> None:
         """Hand ``messages`` to the session from the loop's greenlet, between two loop iterations.
@@ -124,7 +114,7 @@ class Inbox:
         waiter = self._waiter
         if waiter is None or waiter.done() or self._items:
             for message in messages:
-                self.put(message, wait=False)
+                self.put(message)
             return
         if len(messages) > 1:
             # The rest is queued first: a hook that blocks lets a standby
@@ -161,7 +151,7 @@ class Inbox:
         self._loop.call_soon_threadsafe(_nothing)
 
     def clear(self) -> None:
-        """Drop the queued messages (the view will not read them) and unblock the reader.
+        """Drop the queued messages (the view will not read them); a reader that paused resumes.
 
         ``END`` stays: the session still has to learn that reading is over.
         """
@@ -172,8 +162,6 @@ class Inbox:
             if ended:
                 items.append(END)
             self._set_full(len(items) >= self._size)
-        if self._space is not None:
-            self._space.set()
 
     # The session's side.
 
@@ -192,8 +180,6 @@ class Inbox:
         item = items.popleft()
         if len(items) < self._size:
             self._set_full(False)
-            if self._space is not None:
-                self._space.set()
         return item
 
     def _set_full(self, full: bool) -> None:

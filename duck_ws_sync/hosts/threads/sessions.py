@@ -1,4 +1,4 @@
-"""Where a connection's session runs on a thread-per-connection server: inside the WSGI call, in its thread.
+"""The thread host (``Host`` of ``hosts/base.py``): each session inside its WSGI call, in the request's thread.
 
 The request's thread runs the session from the 101 to ``on_close`` and only
 then returns to the server, which therefore holds one thread per open
@@ -21,43 +21,54 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..takeover import gunicorn_worker
-from ..views import close_all
+from ...engine import lifecycle
+from ...engine.registry import close_all, live
+from ...engine.session import Session
+from ..takeover import Takeover, gunicorn_worker
 from .loop import ThreadEventLoop
 from .transport import ThreadTransport
 
-if TYPE_CHECKING:
-    from ..views import WebSocketView
-
-__all__ = ["serve"]
+__all__ = ["HOST", "serve"]
 
 logger = logging.getLogger("duck_ws_sync")
 
-# Beyond CLOSE_TIMEOUT, what ending a session may take at exit (see sessions.py).
+# Beyond CLOSE_TIMEOUT, what ending a session may take at exit (see gevent/sessions.py).
 _EXIT_SLACK = 3.0
 # How often the watcher looks whether the gunicorn worker is stopping.
 _WATCH_EVERY = 0.1
 
 _lock = threading.Lock()
-_sessions: dict[int, WebSocketView] = {}  # by the ident of the thread that serves it
 _hooks_installed = False
 
 
-def serve(view: WebSocketView, sock: Any, initial_data: bytes, ended: Callable[[], None]) -> None:
-    """Serve ``view``'s connection (its 101 written) in the calling thread, until it has ended; then call ``ended``."""
+class ThreadHost:
+    """Sessions in the threads of a thread-per-connection server: gunicorn's gthread worker, werkzeug."""
+
+    name = "threads"
+
+    def event_loop(self) -> ThreadEventLoop:
+        return ThreadEventLoop()
+
+    def serve(
+        self, session: Session, sock: Any, initial_data: bytes, ended: Callable[[], None], takeover: Takeover
+    ) -> None:
+        serve(session, sock, initial_data, ended)
+
+
+HOST = ThreadHost()
+
+
+def serve(session: Session, sock: Any, initial_data: bytes, ended: Callable[[], None]) -> None:
+    """Serve ``session`` (its 101 written) in the calling thread until it has ended; then call ``ended``."""
     _install_hooks()
-    ident = threading.get_ident()
-    with _lock:
-        _sessions[ident] = view
+    session.runner = threading.get_ident()
     try:
-        view.serve_on(ThreadEventLoop(), ThreadTransport, sock, initial_data)
+        lifecycle.run(session, ThreadEventLoop(), ThreadTransport(sock, initial_data))
     except Exception:
-        logger.exception("WebSocket session of %s failed", type(view).__name__)
+        logger.exception("WebSocket session of %s failed", session.name)
     finally:
-        with _lock:
-            _sessions.pop(ident, None)
         ended()
 
 
@@ -89,15 +100,19 @@ def _watch_worker(worker: Any) -> None:
         time.sleep(_WATCH_EVERY)
 
 
+def _threads_sessions() -> list[Session]:
+    return [session for session in live() if isinstance(session.runner, int)]
+
+
 def _end_sessions() -> None:
     """Close every open WebSocket with 1001 and wait for the sessions to end (at exit)."""
-    if not _sessions:
+    left = _threads_sessions()
+    if not left:
         return
-    deadline = (
-        time.monotonic() + max((view.CLOSE_TIMEOUT for view in list(_sessions.values())), default=0) + _EXIT_SLACK
-    )
-    while _sessions and time.monotonic() < deadline:
+    deadline = time.monotonic() + max(session.endpoint.CLOSE_TIMEOUT for session in left) + _EXIT_SLACK
+    while left and time.monotonic() < deadline:
         close_all(1001, "Server shutting down")  # those that opened meanwhile too
         time.sleep(0.05)
-    if _sessions:
-        logger.warning("%d WebSocket sessions did not end in time at exit", len(_sessions))
+        left = _threads_sessions()
+    if left:
+        logger.warning("%d WebSocket sessions did not end in time at exit", len(left))

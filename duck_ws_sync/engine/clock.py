@@ -1,10 +1,11 @@
-"""The deadlines of a WebSocket connection: heartbeat, receive timeout, closing handshake.
+"""The deadlines of a session: heartbeat, receive timeout, closing handshake.
 
-``Heartbeat`` is the part of a transport that keeps time. Each connection
-has one deadline at a time, its earliest, which the transport arms on its
-host's clock (``_arm``): on gevent, with those of every connection of the
-thread under one gevent timer (``timers.py``); on a thread of its own, as a
-timer of the connection's event loop.
+``Clock`` is the part of a ``Session`` that keeps time. Each connection has
+one deadline at a time, its earliest, which the session hands to its
+transport (``Transport.arm``, ``hosts/base.py``): on gevent, with those of
+every connection of the thread under one gevent timer; on a thread of its
+own, as a timer of the connection's event loop. The transport calls
+``on_timer`` when it comes.
 
 - the heartbeat: a Ping every PING_INTERVAL of silence; a Pong that does not
   come within PONG_TIMEOUT is a miss, the interval doubles (up to
@@ -13,11 +14,10 @@ timer of the connection's event loop.
 - the closing handshake: the client's Close must come within CLOSE_TIMEOUT
   of ours, and our answer within CLOSE_TIMEOUT of its.
 
-On gevent the deadline's handler runs in the hub, so an idle connection
-needs no greenlet for any of this: a heartbeat Ping is written from there
-when it fits in the socket, and its Pong is read there too
-(``Transport._read_while_idle``). The view's own pings (``ping``) wait here
-for their Pongs.
+On gevent ``on_timer`` runs in the hub, so an idle connection needs no
+greenlet for any of this: nothing here blocks, and what might (a Close
+that may have to wait for the socket) goes to ``Transport.in_background``.
+The view's own pings (``ping``) wait here for their Pongs.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .protocol import State
+from ..protocol import State
 
 if TYPE_CHECKING:
+    from ..hosts.base import Transport
+    from ..protocol import ServerConnection
     from .inbox import Inbox
-    from .protocol import ServerConnection
 
-__all__ = ["Heartbeat"]
+__all__ = ["Clock", "Limits"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -47,7 +48,7 @@ MAX_MISSED_PONGS = 3
 _TIMER_SLACK = 0.001
 
 
-class _Limits(NamedTuple):
+class Limits(NamedTuple):
     """A view's heartbeat and timeout settings in seconds, ``inf`` for off.
 
     Connections with the same settings share one: it is read on every
@@ -62,7 +63,7 @@ class _Limits(NamedTuple):
     close_timeout: float
 
     @classmethod
-    def of(cls, settings: Any) -> _Limits:
+    def of(cls, settings: Any) -> Limits:
         def seconds(name: str) -> float:
             value = getattr(settings, name, None)
             return float(value) if value else math.inf
@@ -73,11 +74,11 @@ class _Limits(NamedTuple):
         return _SHARED_LIMITS.setdefault(limits, limits)
 
 
-_SHARED_LIMITS: dict[_Limits, _Limits] = {}
+_SHARED_LIMITS: dict[Limits, Limits] = {}
 
 
-class Heartbeat:
-    """Timekeeping for a ``Transport``, which provides the I/O (see the module's docstring)."""
+class Clock:
+    """Timekeeping for a ``Session``, whose transport keeps the one deadline (see the module's docstring)."""
 
     __slots__ = (
         "_closing_since",
@@ -89,13 +90,13 @@ class Heartbeat:
         "_pings",
         "_pings_sent",
         "_pong_deadline",
-        "_timer",
         "last_frame_at",
     )
 
-    if TYPE_CHECKING:  # what the transport provides
+    if TYPE_CHECKING:  # what the session provides
         connection: ServerConnection
         inbox: Inbox
+        _transport: Transport
         _broken: bool
         _reading_done: bool
 
@@ -104,16 +105,10 @@ class Heartbeat:
         def fail(self, code: int = 1011, reason: str = "") -> bool: ...
         def abort(self) -> None: ...
 
-        # The host's clock and workers.
-        def _arm(self, wake_at: float) -> None: ...  # call _on_timer() once at or after wake_at (inf: never)
-        def _disarm(self) -> None: ...
-        def _in_background(self, function: Callable[..., Any], *args: Any) -> None: ...  # may block
-        def _send_from_timer(self, action: Callable[..., None], *args: Any) -> None: ...
-
     def _start_clock(self, settings: Any, now: float) -> None:
         """Set the deadlines of a connection opened at ``now``, from a view's ``settings``."""
         self.last_frame_at = now  # the last whole frame from the client (the receive timeout's start)
-        self._limits = limits = _Limits.of(settings)
+        self._limits = limits = Limits.of(settings)
         self._closing_since: float | None = None
         self._ping_payload: bytes | None = None  # the heartbeat's
         self._pings_sent = 0  # by the heartbeat, which numbers its payloads
@@ -123,12 +118,10 @@ class Heartbeat:
         self._missed_pongs = 0
         self._ping_interval = limits.ping_interval
         self._next_ping = now + limits.ping_interval
-        self._timer: Any = None  # our armed deadline, as the host keeps it
 
     def _stop_clock(self) -> None:
         """Cancel the deadline; the view's pings waiting for a Pong fail."""
-        if self._timer is not None:
-            self._disarm()
+        self._transport.arm(math.inf)
         self._fail_pings()
 
     def _fail_pings(self) -> None:
@@ -142,7 +135,7 @@ class Heartbeat:
         """The closing handshake started (either side's Close, or input ended): its deadline runs."""
         if self._closing_since is None:
             self._closing_since = time.monotonic()
-            self._schedule()
+            self.schedule()
 
     def ping(self, payload: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[float]:
         """Send a Ping; the future gets the round trip in seconds when its Pong arrives.
@@ -187,9 +180,9 @@ class Heartbeat:
             self._pong_deadline = math.inf
             self._ping_interval = self._limits.ping_interval
             self._next_ping = self.last_frame_at + self._ping_interval  # the Pong's arrival
-            self._schedule()
+            self.schedule()
 
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
         """Arm the timer for the earliest deadline.
 
         That is the closing handshake's, or while reading the heartbeat's and
@@ -204,11 +197,20 @@ class Heartbeat:
         else:
             receive_timeout = self._limits.receive_timeout
             wake_at = min(self.last_frame_at + receive_timeout, self._pong_deadline, self._next_ping)
-        self._arm(wake_at)
+        self._transport.arm(wake_at)
 
-    def _on_timer(self) -> None:
-        """A deadline passed (in the hub on gevent: nothing here may block; what could goes to the background)."""
-        self._timer = None
+    @property
+    def limits(self) -> Limits:
+        """The connection's timeouts and heartbeat settings, in seconds (``inf``: off)."""
+        return self._limits
+
+    @property
+    def expects_pong(self) -> bool:
+        """Whether a Ping of ours (the heartbeat's, or the view's) waits for its Pong."""
+        return self._ping_payload is not None or bool(self._pings)
+
+    def on_timer(self) -> None:
+        """The deadline passed (in the hub on gevent: nothing here may block; what could goes to the background)."""
         connection = self.connection
         if self._broken or connection.state is State.CLOSED:
             return
@@ -217,7 +219,7 @@ class Heartbeat:
             if now >= self._closing_since + self._limits.close_timeout:
                 logger.debug("closing handshake timed out")
                 if connection.close_sent is None:
-                    self._in_background(self._answer_and_abort)
+                    self._transport.in_background(self._answer_and_abort)
                 else:
                     self.abort()
                 return
@@ -230,7 +232,7 @@ class Heartbeat:
             receive_timeout = self._limits.receive_timeout
             if now >= self.last_frame_at + receive_timeout:
                 logger.info("no frame received for %s s: closing", receive_timeout)
-                self._in_background(self._close_or_abort, 1001, "receive timeout")
+                self._transport.in_background(self._close_or_abort, 1001, "receive timeout")
                 return
             if now >= self._pong_deadline:
                 self._missed_pongs += 1
@@ -238,7 +240,7 @@ class Heartbeat:
                 self._pong_deadline = math.inf
                 if self._missed_pongs >= MAX_MISSED_PONGS:
                     logger.info("%d pings unanswered: closing", self._missed_pongs)
-                    self._in_background(self._close_or_abort, 1001, "ping timeout")
+                    self._transport.in_background(self._close_or_abort, 1001, "ping timeout")
                     return
                 self._ping_interval = min(self._ping_interval * 2, self._limits.max_backoff)
                 self._next_ping = now + self._ping_interval
@@ -248,8 +250,8 @@ class Heartbeat:
                 payload = self._ping_payload = self._pings_sent.to_bytes(4, "big")
                 self._pong_deadline = now + self._limits.pong_timeout
                 self._next_ping = math.inf
-                self._send_from_timer(connection.send_ping, payload)
-        self._schedule()
+                self._transport.send_from_timer(connection.send_ping, payload)
+        self.schedule()
 
     def answer(self) -> bool:
         """Send the Close that input ended for: the echo of the client's, or the failure for its protocol error."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..tasks import TaskCounting
+from ...engine.tasks import TaskCounting
 
 __all__ = ["ThreadEventLoop"]
 

@@ -32,7 +32,7 @@ import gevent
 import greenlet
 from gevent.hub import Waiter
 
-from .tasks import TaskCounting
+from ...engine.tasks import TaskCounting
 
 __all__ = ["GreenletEventLoop"]
 
@@ -55,7 +55,7 @@ def _install_switch_tracer() -> None:
     """Make asyncio's running loop a per-greenlet value in this thread (once per hub).
 
     The tracer runs on every greenlet switch of the worker, WebSocket or not:
-    the native one (``_speedups.SwitchTracer``) when it is built, else
+    the native one (``_switches.SwitchTracer``) when it is built, else
     ``_python_tracer``, which does the same.
     """
     hub = gevent.get_hub()
@@ -72,14 +72,14 @@ def _install_switch_tracer() -> None:
         tuple(sys.get_asyncgen_hooks()),
         greenlet.gettrace(),
     )
-    native = getattr(_load_speedups(), "SwitchTracer", None)
+    native = getattr(_load_switches(), "SwitchTracer", None)
     greenlet.settrace(native(*arguments) if native is not None else _python_tracer(*arguments))
     setattr(hub, _TRACER_INSTALLED, True)
 
 
-def _load_speedups() -> Any:
+def _load_switches() -> Any:
     try:
-        return importlib.import_module("duck_ws_sync.protocol._speedups")
+        return importlib.import_module("duck_ws_sync.hosts.gevent._switches")
     except ImportError:
         return None
 
@@ -95,7 +95,7 @@ def _python_tracer(
     no_hooks: tuple[Any, ...],
     previous: Callable[..., Any] | None,
 ) -> Callable[[str, tuple[greenlet.greenlet, greenlet.greenlet]], None]:
-    """The switch tracer in Python (``_speedups.SwitchTracer`` is the same in C)."""
+    """The switch tracer in Python (``_switches.SwitchTracer`` is the same in C)."""
 
     def trace(event: str, args: tuple[greenlet.greenlet, greenlet.greenlet]) -> None:
         if event in ("switch", "throw"):

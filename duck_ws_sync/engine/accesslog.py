@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .counters import COUNTS, close_code
-from .protocol import PerMessageDeflate, Side
+from ..protocol import PerMessageDeflate, Side
+from .addresses import format_address
+from .registry import COUNTS, close_code
 
 if TYPE_CHECKING:
-    from .views import WebSocketView
+    from .session import Session
 
-__all__ = ["format_address", "log_connection", "logger"]
+__all__ = ["log_session", "logger"]
 
 logger = logging.getLogger("duck_ws_sync.access")
 
@@ -43,30 +44,26 @@ _FORMAT = (
 _CLOSED_BY: dict[Side | None, str | None] = {Side.REMOTE: "client", Side.LOCAL: "server", None: None}
 
 
-def format_address(host: str, port: int) -> str:
-    """``host:port``, brackets around an IPv6 address."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def log_connection(view: WebSocketView, duration: float) -> None:
-    """Log the line of ``view``'s connection, which has ended after ``duration`` seconds."""
+def log_session(session: Session, duration: float) -> None:
+    """Log the line of ``session``'s connection, which has ended after ``duration`` seconds."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    connection = view._connection
-    host, port, path = view._client_and_path()
+    connection = session.connection
+    host, port, path = session.where
+    endpoint = session.endpoint
     fields: dict[str, Any] = {
         "client_host": host,
         "client_port": port,
         "path": path,
-        "view": type(view).__name__,
-        "close_code": close_code(view),
-        "closed_by": _CLOSED_BY[connection.close_initiator] if connection is not None else None,
+        "view": session.name,
+        "close_code": close_code(connection),
+        "closed_by": _CLOSED_BY[connection.close_initiator],
         "duration": duration,
-        "subprotocol": view.subprotocol,
-        "compression": any(isinstance(extension, PerMessageDeflate) for extension in view.extensions),
+        "subprotocol": endpoint.subprotocol,
+        "compression": any(isinstance(extension, PerMessageDeflate) for extension in endpoint.extensions),
     }
     for name in COUNTS:
-        fields[name] = getattr(connection, name, 0)
+        fields[name] = getattr(connection, name)
     line = dict(fields)
     line["client"] = format_address(host, port)
     line["closed_by"] = fields["closed_by"] or "-"

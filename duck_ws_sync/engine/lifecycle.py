@@ -1,0 +1,47 @@
+"""A session's life on its host: from the first read to ``on_close``, counted, logged and cleaned up.
+
+Each host runs every connection through ``run``, in whatever carries the
+connection there (a greenlet, a thread), on the connection's event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .accesslog import log_session
+from .groups import leave_all
+from .registry import ended, opened
+
+if TYPE_CHECKING:
+    from ..hosts.base import Transport
+    from .session import Session
+    from .tasks import TaskCounting
+
+__all__ = ["run"]
+
+
+def run(session: Session, loop: TaskCounting, transport: Transport) -> None:
+    """Serve ``session`` on ``loop`` through ``transport``; return when it has ended, its ``on_close`` run.
+
+    Whatever ends it (the client, a failure, even the host killing what
+    runs it), the session leaves its groups, TCP is ended without losing
+    our last frame, ``on_close`` runs once, the loop's tasks are cancelled,
+    and the session is counted and logged (``registry``, ``accesslog``).
+    """
+    opened(session)
+    try:
+        session.start(loop, transport)
+        loop.run_until_complete(session.inbox.run(session.serve()))
+    finally:
+        if session.groups:
+            leave_all(session)
+        session.stop()
+        transport.linger()
+        try:
+            loop.run_until_complete(session.closed())
+            loop.cancel_remaining_tasks(session.endpoint.CLOSE_TIMEOUT)
+        finally:
+            loop.close()
+            ended(session)
+            log_session(session, time.monotonic() - session.opened_at)
