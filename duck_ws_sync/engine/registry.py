@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,11 @@ from ..protocol import ServerConnection, Side, State
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["COUNTS", "close_all", "close_code", "ended", "live", "opened", "stats", "when_opened"]
+__all__ = ["COUNTS", "EXIT_SLACK", "close_all", "close_code", "end", "ended", "live", "opened", "stats", "when_opened"]
+
+#: Beyond CLOSE_TIMEOUT, what ending a session may take at exit: draining
+#: TCP after our Close (at most 2 s, ``Transport.linger``) and ``on_close``.
+EXIT_SLACK = 3.0
 
 #: The per-connection counts a snapshot sums (the protocol core's attributes).
 COUNTS = ("messages_received", "messages_sent", "bytes_received", "bytes_sent")
@@ -85,6 +90,31 @@ def close_all(code: int = 1001, reason: str = "Server shutting down") -> int:
     for session in sessions:
         session.close(code, reason)
     return len(sessions)
+
+
+def end(
+    which: Callable[[], list[Session]],
+    sleep: Callable[[float], None],
+    code: int = 1001,
+    reason: str = "Server shutting down",
+) -> list[Session]:
+    """Close the sessions ``which()`` gives with ``code`` until they have ended; return those left at the deadline.
+
+    Those that open meanwhile are closed too. The deadline is the longest
+    ``CLOSE_TIMEOUT`` among them, and ``EXIT_SLACK``; ``sleep`` is the
+    host's (a process's exit, a server that stops).
+    """
+    left = which()
+    if not left:
+        return []
+    deadline = time.monotonic() + max(session.endpoint.CLOSE_TIMEOUT for session in left) + EXIT_SLACK
+    while left and time.monotonic() < deadline:
+        for session in left:
+            if session.state is State.OPEN:
+                session.close(code, reason)
+        sleep(0.05)
+        left = which()
+    return left
 
 
 def stats() -> dict[str, Any]:

@@ -33,9 +33,8 @@ import gevent
 import greenlet
 
 from ...engine import lifecycle
-from ...engine.registry import close_all, live
+from ...engine.registry import close_all, end, live
 from ...engine.session import Session
-from ...protocol import State
 from ..takeover import Takeover
 from .loop import GreenletEventLoop
 from .transport import GeventTransport
@@ -44,9 +43,6 @@ __all__ = ["HOST", "end_sessions", "serve", "serve_here", "start"]
 
 logger = logging.getLogger("duck_ws_sync")
 
-# Beyond CLOSE_TIMEOUT, what ending a session may take at exit: draining TCP
-# after our Close (at most 2 s, GeventTransport.linger) and on_close.
-_EXIT_SLACK = 3.0
 # How long killed sessions get to run their on_close before the process goes.
 _KILL_GRACE = 0.5
 
@@ -160,16 +156,7 @@ def end_sessions(hub: Any = None) -> None:
             if isinstance(session.runner, greenlet.greenlet) and session.runner.parent is hub
         ]
 
-    left = sessions()
-    if not left:
-        return
-    deadline = time.monotonic() + max(session.endpoint.CLOSE_TIMEOUT for session in left) + _EXIT_SLACK
-    while left and time.monotonic() < deadline:
-        for session in left:  # those that opened meanwhile too
-            if session.state is State.OPEN:
-                session.close(1001, "Server shutting down")
-        gevent.sleep(0.05)
-        left = sessions()
+    left = end(sessions, gevent.sleep)
     if not left:
         return
     logger.warning("%d WebSocket sessions did not end in time: killing them", len(left))

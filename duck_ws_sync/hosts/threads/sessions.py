@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...engine import lifecycle
-from ...engine.registry import close_all, live
+from ...engine.registry import close_all, end, live
 from ...engine.session import Session
 from ..takeover import Takeover, gunicorn_worker
 from .loop import ThreadEventLoop
@@ -34,8 +34,6 @@ __all__ = ["HOST", "serve"]
 
 logger = logging.getLogger("duck_ws_sync")
 
-# Beyond CLOSE_TIMEOUT, what ending a session may take at exit (see gevent/sessions.py).
-_EXIT_SLACK = 3.0
 # How often the watcher looks whether the gunicorn worker is stopping.
 _WATCH_EVERY = 0.1
 
@@ -106,13 +104,6 @@ def _threads_sessions() -> list[Session]:
 
 def _end_sessions() -> None:
     """Close every open WebSocket with 1001 and wait for the sessions to end (at exit)."""
-    left = _threads_sessions()
-    if not left:
-        return
-    deadline = time.monotonic() + max(session.endpoint.CLOSE_TIMEOUT for session in left) + _EXIT_SLACK
-    while left and time.monotonic() < deadline:
-        close_all(1001, "Server shutting down")  # those that opened meanwhile too
-        time.sleep(0.05)
-        left = _threads_sessions()
+    left = end(_threads_sessions, time.sleep)
     if left:
         logger.warning("%d WebSocket sessions did not end in time at exit", len(left))
