@@ -90,6 +90,7 @@ class Clock:
         "_pings",
         "_pings_sent",
         "_pong_deadline",
+        "expects_pong",
         "last_frame_at",
     )
 
@@ -98,7 +99,7 @@ class Clock:
         inbox: Inbox
         _transport: Transport
         _broken: bool
-        _reading_done: bool
+        reading: bool
 
         def send(self, action: Callable[..., None], *args: Any) -> bool: ...
         def close(self, code: int | None = 1000, reason: str = "") -> bool: ...
@@ -114,6 +115,7 @@ class Clock:
         self._pings_sent = 0  # by the heartbeat, which numbers its payloads
         # The view's own pings, oldest first: payload -> (waiter, sent at).
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
+        self.expects_pong = False  # a Ping of ours, the heartbeat's or the view's, waits for its Pong
         self._pong_deadline = math.inf
         self._missed_pongs = 0
         self._ping_interval = limits.ping_interval
@@ -127,6 +129,7 @@ class Clock:
     def _fail_pings(self) -> None:
         """No Pong can come any more: the view's pings waiting for one fail."""
         pings, self._pings = self._pings, None
+        self._pongs_changed()
         for waiter, _ in (pings or {}).values():
             if not waiter.done():
                 waiter.set_exception(ConnectionError("the connection closed before the Pong arrived"))
@@ -150,13 +153,16 @@ class Clock:
         waiter: asyncio.Future[float] = loop.create_future()
         # Waiting before the Ping is written: the Pong may be read while we write.
         self._pings[payload] = (waiter, time.monotonic())
+        self.expects_pong = True
         try:
             sent = self.send(self.connection.send_ping, payload)
         except BaseException:
             del self._pings[payload]
+            self._pongs_changed()
             raise
         if not sent:
             del self._pings[payload]
+            self._pongs_changed()
             waiter.set_exception(ConnectionError("the connection is not open"))
         return waiter
 
@@ -172,10 +178,12 @@ class Clock:
                     waiter.set_result(now - sent_at)
                 if key == payload:
                     break
+            self._pongs_changed()
         # Only the Pong that answers our latest Ping counts (RFC 6455 §5.5.3
         # allows unsolicited Pongs, which say nothing about our Ping).
         if self._ping_payload is not None and payload == self._ping_payload:
             self._ping_payload = None
+            self._pongs_changed()
             self._missed_pongs = 0
             self._pong_deadline = math.inf
             self._ping_interval = self._limits.ping_interval
@@ -192,7 +200,7 @@ class Clock:
             wake_at = math.inf
         elif self._closing_since is not None:
             wake_at = self._closing_since + self._limits.close_timeout
-        elif self._reading_done:
+        elif not self.reading:
             wake_at = math.inf
         else:
             receive_timeout = self._limits.receive_timeout
@@ -204,10 +212,9 @@ class Clock:
         """The connection's timeouts and heartbeat settings, in seconds (``inf``: off)."""
         return self._limits
 
-    @property
-    def expects_pong(self) -> bool:
-        """Whether a Ping of ours (the heartbeat's, or the view's) waits for its Pong."""
-        return self._ping_payload is not None or bool(self._pings)
+    def _pongs_changed(self) -> None:
+        # An attribute, not a property: the gevent host asks before every wait.
+        self.expects_pong = self._ping_payload is not None or bool(self._pings)
 
     def on_timer(self) -> None:
         """The deadline passed (in the hub on gevent: nothing here may block; what could goes to the background)."""
@@ -237,6 +244,7 @@ class Clock:
             if now >= self._pong_deadline:
                 self._missed_pongs += 1
                 self._ping_payload = None
+                self._pongs_changed()
                 self._pong_deadline = math.inf
                 if self._missed_pongs >= MAX_MISSED_PONGS:
                     logger.info("%d pings unanswered: closing", self._missed_pongs)
@@ -248,6 +256,7 @@ class Clock:
                 # Unique among the pings in flight is all a heartbeat payload needs.
                 self._pings_sent = (self._pings_sent + 1) & 0xFFFFFFFF
                 payload = self._ping_payload = self._pings_sent.to_bytes(4, "big")
+                self.expects_pong = True
                 self._pong_deadline = now + self._limits.pong_timeout
                 self._next_ping = math.inf
                 self._transport.send_from_timer(connection.send_ping, payload)

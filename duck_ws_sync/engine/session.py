@@ -88,6 +88,8 @@ class Session(Clock):
         groups: The groups this connection is a member of (``groups.py``), None before the first.
         outbox: Broadcasts waiting for this connection (``outbox.py``), None until one has to wait.
         runner: What runs the session on its host (a greenlet, a thread's ident), for shutting down.
+        reading: Whether the client's frames are still read.
+        expects_pong: Whether a Ping of ours waits for its Pong (``Clock``).
     """
 
     __slots__ = (
@@ -95,7 +97,6 @@ class Session(Clock):
         "_core_lock",
         "_direct",
         "_rate",
-        "_reading_done",
         "_transport",
         "_write_lock",
         "closed",
@@ -107,6 +108,7 @@ class Session(Clock):
         "name",
         "opened_at",
         "outbox",
+        "reading",
         "runner",
         "serve",
         "where",
@@ -136,7 +138,8 @@ class Session(Clock):
         self.runner: Any = None
         self.opened_at = 0.0
         self._broken = False  # the socket failed or was aborted
-        self._reading_done = False
+        # The client's frames are still read (its Close, the end of TCP or a failure ends it).
+        self.reading = True
 
     def start(self, loop: Any, transport: Transport) -> None:
         """Start serving on the connection's ``loop``, through its host's ``transport``: reading and the clock."""
@@ -166,11 +169,6 @@ class Session(Clock):
     def socket(self) -> socket.socket:
         """The client's socket."""
         return self._transport.socket
-
-    @property
-    def reading(self) -> bool:
-        """Whether the client's frames are still read (its Close, the end of TCP or a failure ends it)."""
-        return not self._reading_done
 
     # Sending, from any greenlet or thread.
 
@@ -442,14 +440,14 @@ class Session(Clock):
             self._end_of_reading()
 
     def _end_of_reading(self) -> None:
-        if not self._reading_done:
-            self._reading_done = True
+        if self.reading:
+            self.reading = False
             self._fail_pings()
             self.inbox.put(END)
             self._transport.reading_ended()
 
     def stop(self) -> None:
         """The session is over: stop reading and the deadlines."""
-        self._reading_done = True
+        self.reading = False
         self._transport.stop()
         self._stop_clock()
