@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from .engine.groups import join as join_group
 from .engine.groups import leave as leave_group
@@ -369,12 +369,9 @@ class WebSocketView:
         from .hosts.gevent.sessions import serve_here  # noqa: PLC0415 (gevent only where it serves)
 
         if self.session is None:
-            host, port = getattr(self.request, "client_address", None) or ("", 0)
-            self.session = self._new_session((str(host), int(port or 0), str(getattr(self.request, "path", ""))))
+            request = self.request if isinstance(self.request, WebSocketRequest) else _Unknown()
+            self.session = Session(self, request, VIEW_HOOKS)
         serve_here(self.session, sock, initial_data)
-
-    def _new_session(self, where: tuple[str, int, str]) -> Session:
-        return Session(self, where, self._serve_messages, self._closed)
 
     async def _serve_messages(self) -> None:
         """The session's coroutine: ``on_open``, then ``on_receive`` for each message, one at a time."""
@@ -436,6 +433,28 @@ class WebSocketView:
             logger.exception("on_close of WebSocket view %s failed", type(self).__name__)
 
 
+class _ViewHooks:
+    """How a session runs its view's hooks (``engine.session.Hooks``): one object serves every session."""
+
+    __slots__ = ()
+
+    def serve(self, session: Session) -> Coroutine[Any, Any, None]:
+        return cast(WebSocketView, session.endpoint)._serve_messages()
+
+    def closed(self, session: Session) -> Coroutine[Any, Any, None]:
+        return cast(WebSocketView, session.endpoint)._closed()
+
+
+VIEW_HOOKS = _ViewHooks()
+
+
+class _Unknown:
+    """The address and path of a view served with a request of its own (no middleware): unknown."""
+
+    client_address = ("", 0)
+    path = ""
+
+
 def accept(
     view: WebSocketView, request: WebSocketRequest, extensions: list[Extension], subprotocol: str | None
 ) -> None:
@@ -447,5 +466,4 @@ def accept(
     """
     view.extensions = extensions
     view.subprotocol = subprotocol
-    host, port = request.client_address
-    view.session = view._new_session((host, port, request.path))
+    view.session = Session(view, request, VIEW_HOOKS)

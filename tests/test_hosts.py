@@ -55,6 +55,11 @@ class Settings:
     subprotocol = None
 
 
+class Upgrade:
+    client_address = ("127.0.0.1", 4242)
+    path = "/test"
+
+
 class Served:
     """A session running on one host, and the client's end of its socketpair."""
 
@@ -62,7 +67,8 @@ class Served:
         self.host = host
         self.closed_runs = 0
         self.received: list[Message] = []
-        self.session = Session(settings(), ("127.0.0.1", 4242, "/test"), lambda: serve(self.session), self._closed)
+        self.session = Session(settings(), Upgrade(), self)
+        self._serve = serve
         if host == "gevent":
             server_side, self.client = gevent.socket.socketpair()
             self._runner: Any = gevent.spawn(serve_here, self.session, server_side)
@@ -75,7 +81,12 @@ class Served:
         self.client.settimeout(5)
         self._data = b""
 
-    async def _closed(self) -> None:
+    # The session's hooks (``engine.session.Hooks``).
+
+    def serve(self, session: Session) -> Coroutine[Any, Any, None]:
+        return self._serve(session)
+
+    async def closed(self, session: Session) -> None:
         self.closed_runs += 1
 
     def send(self, data: bytes) -> None:

@@ -32,14 +32,14 @@ def run(session: Session, loop: TaskCounting, transport: Transport) -> None:
     opened(session)
     try:
         session.start(loop, transport)
-        loop.run_until_complete(session.inbox.run(session.serve()))
+        loop.run_until_complete(session.inbox.run(session.hooks.serve(session)))
     finally:
         if session.groups:
             leave_all(session)
         session.stop()
         transport.linger()
         try:
-            loop.run_until_complete(session.closed())
+            loop.run_until_complete(session.hooks.closed(session))
             loop.cancel_remaining_tasks(session.endpoint.CLOSE_TIMEOUT)
         finally:
             loop.close()

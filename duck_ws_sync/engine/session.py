@@ -41,7 +41,7 @@ from .ratelimit import MessageRate
 if TYPE_CHECKING:
     from ..hosts.base import Transport
 
-__all__ = ["Endpoint", "Session"]
+__all__ = ["Endpoint", "Hooks", "Session", "Upgrade"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -71,15 +71,34 @@ class Endpoint(Protocol):
     def subprotocol(self) -> str | None: ...
 
 
+class Upgrade(Protocol):
+    """The upgrade request as the middleware read it: the client's address (behind a trusted proxy, the
+    client's it forwarded) and the path, for the logs."""
+
+    @property
+    def client_address(self) -> tuple[str, int]: ...
+
+    @property
+    def path(self) -> str: ...
+
+
+class Hooks(Protocol):
+    """What runs above a session (``views.py``'s ``VIEW_HOOKS`` runs a view's hooks): one object for every session."""
+
+    def serve(self, session: Session) -> Coroutine[Any, Any, None]:
+        """The coroutine that serves the messages: it awaits ``session.inbox.get()`` until ``END``."""
+
+    def closed(self, session: Session) -> Coroutine[Any, Any, None]:
+        """The coroutine that runs last, once the connection has ended (``on_close``)."""
+
+
 class Session(Clock):
     """One connection: its protocol core, inbox, deadlines, rate limit, outbox and groups; the message path.
 
     Args:
-        endpoint: The view, for its settings (read once, here).
-        where: The client's address and port, and the path (for the logs).
-        serve: Makes the coroutine that serves the messages (the view's
-            hooks); it awaits ``inbox.get()`` until ``END``.
-        closed: Makes the coroutine that runs last (the view's ``on_close``).
+        endpoint: The view, for its settings.
+        upgrade: The upgrade request, for the client's address and the path in the logs.
+        hooks: What serves the messages and runs last (the view's hooks).
 
     Attributes:
         connection: The protocol core.
@@ -99,33 +118,23 @@ class Session(Clock):
         "_rate",
         "_transport",
         "_write_lock",
-        "closed",
         "connection",
         "endpoint",
         "groups",
+        "hooks",
         "inbox",
         "loop",
-        "name",
         "opened_at",
         "outbox",
         "reading",
         "runner",
-        "serve",
-        "where",
+        "upgrade",
     )
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        where: tuple[str, int, str],
-        serve: Callable[[], Coroutine[Any, Any, None]],
-        closed: Callable[[], Coroutine[Any, Any, None]],
-    ) -> None:
+    def __init__(self, endpoint: Endpoint, upgrade: Upgrade, hooks: Hooks) -> None:
         self.endpoint = endpoint
-        self.name = type(endpoint).__name__
-        self.where = where
-        self.serve = serve
-        self.closed = closed
+        self.upgrade = upgrade
+        self.hooks = hooks
         self.connection = ServerConnection(
             max_frame_size=endpoint.MAX_FRAME_SIZE,
             max_message_size=endpoint.MAX_MESSAGE_SIZE,
@@ -156,6 +165,17 @@ class Session(Clock):
         self._rate = MessageRate(rate, self.where, now) if rate else None
         transport.start(self, loop)
         self.schedule()
+
+    @property
+    def name(self) -> str:
+        """The view's class name, for the logs."""
+        return type(self.endpoint).__name__
+
+    @property
+    def where(self) -> tuple[str, int, str]:
+        """The client's address and port, and the path, for the logs."""
+        host, port = self.upgrade.client_address
+        return host, port, self.upgrade.path
 
     @property
     def state(self) -> State:
