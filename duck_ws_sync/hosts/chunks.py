@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-__all__ = ["MAX_GATHER", "unsent"]
+__all__ = ["MAX_GATHER", "send_what_fits", "unsent"]
 
 # Chunks written by one sendmsg() (far below any system's IOV_MAX).
 MAX_GATHER = 64
@@ -18,3 +19,22 @@ def unsent(chunks: list[Any], sent: int) -> list[Any]:
             return [memoryview(chunk)[sent:] if sent else chunk, *chunks[index + 1 :]]
         sent -= size
     return []
+
+
+def send_what_fits(
+    sock: socket.socket, chunks: list[Any], gather: bool, would_block: type[Exception] | tuple[type[Exception], ...]
+) -> list[Any]:
+    """Write ``chunks`` to the non-blocking ``sock`` in one system call; return what did not fit.
+
+    send() for one chunk, sendmsg() for several when ``gather`` (a large
+    frame's header and payload together: one TCP segment less); a socket
+    that would block (``would_block``) took nothing.
+    """
+    batch = chunks[:MAX_GATHER] if gather else chunks[:1]
+    if not batch:
+        return []
+    try:
+        sent = sock.send(batch[0]) if len(batch) == 1 else sock.sendmsg(batch)
+    except would_block:
+        sent = 0
+    return unsent(chunks, sent)

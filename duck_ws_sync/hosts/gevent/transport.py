@@ -39,7 +39,7 @@ from gevent._hub_local import get_hub_if_exists
 from gevent.hub import Waiter
 
 from ..base import SessionSide
-from ..chunks import MAX_GATHER, unsent
+from ..chunks import send_what_fits
 from .loop import NOTHING_READ, READ_ALL, READ_SOME
 from .timers import deadlines
 
@@ -196,18 +196,10 @@ class GeventTransport:
     def write_what_fits(self, chunks: list[Any]) -> list[Any]:
         """Write without waiting; return what did not fit (usually nothing).
 
-        One system call: send() for one chunk (gevent's sendall would cost a
-        getsockopt(SO_SNDBUF) and four Python frames), sendmsg() for a
-        large frame's header and payload together (one TCP segment less).
+        One system call on the raw socket (gevent's sendall would cost a
+        getsockopt(SO_SNDBUF) and four Python frames).
         """
-        if not chunks:
-            return []
-        batch = chunks[:MAX_GATHER]
-        try:
-            sent = self._raw_socket.send(batch[0]) if len(batch) == 1 else self._raw_socket.sendmsg(batch)
-        except BlockingIOError:
-            sent = 0
-        return unsent(chunks, sent)
+        return send_what_fits(self._raw_socket, chunks, True, BlockingIOError)
 
     def can_write_now(self) -> bool:
         # Only from this hub's thread, and not over TLS (its records must go out whole, from one greenlet).

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..base import SessionSide
-from ..chunks import MAX_GATHER, unsent
+from ..chunks import send_what_fits
 
 __all__ = ["ThreadTransport"]
 
@@ -121,14 +121,7 @@ class ThreadTransport:
 
     def write_what_fits(self, chunks: list[Any]) -> list[Any]:
         """Write without waiting, in one system call; return what did not fit."""
-        batch = chunks[:MAX_GATHER] if self._gather else chunks[:1]
-        if not batch:
-            return []
-        try:
-            sent = self.socket.send(batch[0]) if len(batch) == 1 else self.socket.sendmsg(batch)
-        except _WOULD_BLOCK:
-            sent = 0
-        return unsent(chunks, sent)
+        return send_what_fits(self.socket, chunks, self._gather, _WOULD_BLOCK)
 
     def write(self, chunks: list[Any]) -> bool:
         """Write ``chunks`` whole, waiting at most SEND_TIMEOUT in all; the caller holds the write lock."""
