@@ -79,8 +79,8 @@ class Send(WebSocketView):
     async def on_open(self) -> None:
         size = int(self.request.query_params["size"])
         text, binary = make("text", size), make("binary", size)
-        connection = self._connection  # the protocol core, to count frames
-        assert connection is not None
+        assert self.session is not None
+        connection = self.session.connection  # the protocol core, to count frames
         report: dict[str, Any] = {"extensions": negotiated(self)}
         for kind, data in (("text", text), ("binary", binary)):
             before = connection.frames_sent
