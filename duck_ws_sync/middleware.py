@@ -32,7 +32,7 @@ from .protocol import InvalidHandshake, Response, ServerHandshake
 from .proxies import TrustedProxies
 from .request import WebSocketRequest, wsgi_to_text
 from .urls import URLPattern, resolve
-from .views import WebSocketView, accept
+from .views import VIEW_HOOKS, ViewHooks, WebSocketView, accept, authorize
 
 __all__ = ["WebSocketMiddleware"]
 
@@ -71,6 +71,10 @@ class WebSocketMiddleware:
         ValueError: For a ``trusted_proxies`` entry or ``proxy_headers``
             that cannot be understood.
     """
+
+    # How each session runs its view's hooks: an integration with a
+    # framework sets a guard around them (``duck_ws_sync.django``).
+    hooks: ViewHooks = VIEW_HOOKS
 
     def __init__(
         self,
@@ -137,7 +141,7 @@ class WebSocketMiddleware:
             logger.error("cannot serve a WebSocket: %s", found.reason)
             return _respond(start_response, InvalidHandshake(500, found.reason).response())
         view = view_class(view_request, **kwargs)
-        accept(view, request, handshake.extensions, handshake.subprotocol)
+        accept(view, request, handshake.extensions, handshake.subprotocol, self.hooks)
         refusal = _authorize(view, request, host(found.host))
         if refusal is None:
             refusal = self.budget.take(found.threads)
@@ -175,14 +179,14 @@ class _Upgraded:
 def _authorize(view: Any, request: WebSocketRequest, serving: Host) -> Response | None:
     """Run the view's ``authorize`` hook, if it has one; the refusal, or None to go on.
 
-    It runs on an event loop of its own, of the host's kind, closed right
-    after: the connection's loop is made later, where the session runs.
+    An ``async def`` runs on an event loop of its own, of the host's kind,
+    closed right after: the connection's loop is made later, where the
+    session runs. A plain ``def`` needs none.
     """
     if type(view).authorize is WebSocketView.authorize:
         return None
-    loop = serving.event_loop()
     try:
-        loop.run_until_complete(view.authorize())
+        authorize(view, serving.event_loop)
     except Reject as rejection:
         logger.info(
             "WebSocket %s refused by %s.authorize: %d %s",
@@ -195,11 +199,6 @@ def _authorize(view: Any, request: WebSocketRequest, serving: Host) -> Response 
     except (Exception, asyncio.CancelledError):
         logger.exception("authorize of WebSocket view %s failed", type(view).__name__)
         return InvalidHandshake(500, "Internal Server Error").response()
-    finally:
-        try:
-            loop.cancel_remaining_tasks(1.0)
-        finally:
-            loop.close()
     return None
 
 

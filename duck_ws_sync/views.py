@@ -2,7 +2,8 @@
 
 A view instance serves one connection, in that connection's greenlet (or
 thread), on an event loop of its own: its ``async def`` hooks use asyncio as
-usual, and blocking code in them holds up only this connection. Everything
+usual, its plain ``def`` hooks run outside the loop (``call_outside``), and
+blocking code in either holds up only this connection. Everything
 below the hooks and the ``send_*`` methods is the session's
 (``engine/session.py``): the view reads its settings from the class
 attributes and hands it each call.
@@ -22,8 +23,9 @@ from typing import Any, ClassVar, cast
 from .engine.groups import join as join_group
 from .engine.groups import leave as leave_group
 from .engine.inbox import END
-from .engine.registry import close_all
+from .engine.registry import close_all, first_close
 from .engine.session import Session
+from .hooks import HookGuard, accepts_frame, call_guarded, plain_hooks, run_hook
 from .protocol import (
     MAGIC_STRING,
     Close,
@@ -38,7 +40,15 @@ from .protocol import (
 from .protocol.frames import parse_close, serialize_close
 from .request import WebSocketRequest
 
-__all__ = ["SendResult", "WebSocketView", "accept", "close_all"]
+__all__ = [
+    "VIEW_HOOKS",
+    "SendResult",
+    "ViewHooks",
+    "WebSocketView",
+    "accept",
+    "authorize",
+    "close_all",
+]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -87,18 +97,6 @@ class SendResult(Coroutine[Any, Any, bool]):
 
 # A SendResult holds no state but its answer, so two serve every send.
 _SENT, _NOT_SENT = SendResult(True), SendResult(False)
-
-
-def _accepts_frame(on_close: Callable[..., Any]) -> bool:
-    """Tell whether an ``on_close`` function (unbound) takes the Close frame (Duck's two signatures)."""
-    try:
-        parameters = list(inspect.signature(on_close).parameters.values())
-    except (TypeError, ValueError):
-        return True
-    return any(
-        parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD, parameter.VAR_POSITIONAL)
-        for parameter in parameters[1:]
-    )
 
 
 class WebSocketView:
@@ -165,6 +163,13 @@ class WebSocketView:
     # Duck's attribute: the oldest protocol version accepted. RFC 6455 is 13.
     min_websocket_version: ClassVar[int] = 13
 
+    # The hooks of the class written with a plain ``def`` (``HOOK_NAMES``).
+    _plain_hooks: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plain_hooks = plain_hooks(cls)
+
     def __init__(self, upgrade_request: WebSocketRequest, **kwargs: Any) -> None:
         self.request = upgrade_request
         self.kwargs = kwargs
@@ -177,7 +182,10 @@ class WebSocketView:
         self.session: Session | None = None
         self._closed_handled = False
 
-    # Hooks.
+    # Hooks. Each may be overridden with an ``async def`` or a plain ``def``:
+    # a ``def`` hook runs in the connection's greenlet or thread with no
+    # event loop running, may block (cooperatively under gevent), and sends
+    # with ``self.send_text(...)`` without ``await``.
 
     async def authorize(self) -> None:
         """Decide, before the 101, whether this client may open the WebSocket.
@@ -191,8 +199,9 @@ class WebSocketView:
         Anything else raised is a 500 with a generic reason, its traceback
         logged.
 
-        It runs on a short-lived event loop of its own, in the request's
-        greenlet or thread: tasks it starts end with it.
+        An ``async def`` runs on a short-lived event loop of its own, in the
+        request's greenlet or thread: tasks it starts end with it. A plain
+        ``def`` runs there with no loop.
         """
 
     async def on_open(self) -> None:
@@ -212,8 +221,10 @@ class WebSocketView:
 
         Overrides may take no argument (``async def on_close(self)``) or the
         client's Close frame (None if the client sent none). ``close_code``
-        and ``close_reason`` tell how it ended: the client's code, ours if the
-        client never answered, or 1006 when TCP was lost.
+        and ``close_reason`` tell why it ended: those of the first Close,
+        whoever sent it (a client that answers our 1001 with 1000 leaves
+        1001), or 1006 when TCP ended without one; the access log and
+        ``stats()`` count the same code.
         """
 
     # Properties of the connection.
@@ -379,24 +390,38 @@ class WebSocketView:
         assert session is not None
         connection, inbox = session.connection, session.inbox
         try:
-            await self.on_open()
+            await self._run_hook("on_open", self.on_open)
             opened = True
         except (Exception, asyncio.CancelledError) as exc:
             self._hook_failed(exc)
             opened = False
         on_receive = self.on_receive
+        # The path of every message: an ``async def`` awaited, nothing around it.
+        direct = "on_receive" not in self._plain_hooks and self._guard() is None
         while (message := await inbox.get()) is not END:
             if not opened or connection.close_sent is not None:
                 inbox.clear()  # §7.1.1: after our Close, the client's data is discarded
                 continue
             try:
-                await on_receive(message.data, message.opcode)
+                if direct:
+                    await on_receive(message.data, message.opcode)
+                else:
+                    await self._run_hook("on_receive", on_receive, message.data, message.opcode)
             except (Exception, asyncio.CancelledError) as exc:
                 self._hook_failed(exc)
                 inbox.clear()
         # Every message that came before the client's Close (or its protocol
         # error) has been handled, so no reply was lost: answer it now.
         session.answer()
+
+    def _guard(self) -> HookGuard | None:
+        """What the session's hooks object runs around each hook, if anything."""
+        hooks = self.session.hooks if self.session is not None else None
+        return hooks.guard if isinstance(hooks, ViewHooks) else None
+
+    async def _run_hook(self, name: str, hook: Callable[..., Any], *args: Any) -> None:
+        """Run the hook ``name`` (``hook``, bound) on the running loop, within the session's guard if any."""
+        await run_hook(name in self._plain_hooks, self._guard(), hook, *args)
 
     def _hook_failed(self, exc: BaseException) -> None:
         """Log a hook's exception with its traceback and close the connection with 1011.
@@ -416,27 +441,31 @@ class WebSocketView:
             return
         self._closed_handled = True
         connection = self.session.connection if self.session is not None else None
+        first = first_close(connection) if connection is not None else None
+        self.close_code, self.close_reason = (first.code, first.reason) if first is not None else (1006, "")
         frame = None
         if connection is not None and connection.close_received is not None:
             received: Close = connection.close_received
-            self.close_code, self.close_reason = received.code, received.reason
             code = None if received.code == 1005 else received.code
             frame = Frame(OpCode.CLOSE, payload=serialize_close(code, received.reason if code else ""))
-        elif connection is not None and connection.close_sent is not None:
-            self.close_code, self.close_reason = connection.close_sent.code, connection.close_sent.reason
-        else:
-            self.close_code = 1006
-        hook = self.on_close(frame) if _accepts_frame(type(self).on_close) else self.on_close()
+        arguments = (frame,) if accepts_frame(type(self).on_close) else ()
         try:
-            await hook
+            await self._run_hook("on_close", self.on_close, *arguments)
         except Exception:
             logger.exception("on_close of WebSocket view %s failed", type(self).__name__)
 
 
-class _ViewHooks:
-    """How a session runs its view's hooks (``engine.session.Hooks``): one object serves every session."""
+class ViewHooks:
+    """How a session runs its view's hooks (``engine.session.Hooks``): one object serves every session.
 
-    __slots__ = ()
+    Args:
+        guard: Run around each hook (``HookGuard``), or None.
+    """
+
+    __slots__ = ("guard",)
+
+    def __init__(self, guard: HookGuard | None = None) -> None:
+        self.guard = guard
 
     def serve(self, session: Session) -> Coroutine[Any, Any, None]:
         return cast(WebSocketView, session.endpoint)._serve_messages()
@@ -445,7 +474,7 @@ class _ViewHooks:
         return cast(WebSocketView, session.endpoint)._closed()
 
 
-VIEW_HOOKS = _ViewHooks()
+VIEW_HOOKS = ViewHooks()
 
 
 class _Unknown:
@@ -456,14 +485,42 @@ class _Unknown:
 
 
 def accept(
-    view: WebSocketView, request: WebSocketRequest, extensions: list[Extension], subprotocol: str | None
+    view: WebSocketView,
+    request: WebSocketRequest,
+    extensions: list[Extension],
+    subprotocol: str | None,
+    hooks: ViewHooks = VIEW_HOOKS,
 ) -> None:
     """The handshake is accepted: give ``view`` its extensions, subprotocol and session (before ``authorize``).
 
     ``request`` is the upgrade request as the middleware read it: the
     client's address (the real client's behind a trusted proxy) and the
     path, for the logs, even when the view was given a framework's request.
+    ``hooks`` runs the view's hooks (a framework's guard around them).
     """
     view.extensions = extensions
     view.subprotocol = subprotocol
-    view.session = Session(view, request, VIEW_HOOKS)
+    view.session = Session(view, request, hooks)
+
+
+def authorize(view: WebSocketView, event_loop: Callable[[], Any]) -> None:
+    """Run ``view``'s ``authorize`` hook, accepted (``accept``) but not yet served; raise what it raises.
+
+    A plain ``def`` is called here, in the request's greenlet or thread; an
+    ``async def`` runs on a loop from ``event_loop`` (a ``TaskCounting``
+    loop of the host's kind), whose remaining tasks are cancelled after.
+    """
+    guard = view._guard()
+    result = None
+    if "authorize" in view._plain_hooks:
+        result = call_guarded(guard, view.authorize, ())
+        if not inspect.isawaitable(result):
+            return
+    loop = event_loop()
+    try:
+        loop.run_until_complete(result if result is not None else view._run_hook("authorize", view.authorize))
+    finally:
+        try:
+            loop.cancel_remaining_tasks(1.0)
+        finally:
+            loop.close()

@@ -17,12 +17,24 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import ServerConnection, Side, State
+from ..protocol import Close, ServerConnection, Side, State
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["COUNTS", "EXIT_SLACK", "close_all", "close_code", "end", "ended", "live", "opened", "stats", "when_opened"]
+__all__ = [
+    "COUNTS",
+    "EXIT_SLACK",
+    "close_all",
+    "close_code",
+    "end",
+    "ended",
+    "first_close",
+    "live",
+    "opened",
+    "stats",
+    "when_opened",
+]
 
 #: Beyond CLOSE_TIMEOUT, what ending a session may take at exit: draining
 #: TCP after our Close (at most 2 s, ``Transport.linger``) and ``on_close``.
@@ -72,9 +84,18 @@ def _add_counts(totals: dict[str, int], connection: ServerConnection) -> None:
         totals[name] += getattr(connection, name)
 
 
+def first_close(connection: ServerConnection) -> Close | None:
+    """The first Close of a connection, whoever sent it: why it ended (None: TCP ended without one)."""
+    return connection.close_sent if connection.close_initiator is Side.LOCAL else connection.close_received
+
+
 def close_code(connection: ServerConnection) -> int:
-    """How a connection ended: the code of the first Close, whoever sent it; 1006 when none came."""
-    first = connection.close_sent if connection.close_initiator is Side.LOCAL else connection.close_received
+    """How a connection ended: the code of the first Close, whoever sent it; 1006 when none came.
+
+    The one meaning of "close code" everywhere: a view's ``close_code``,
+    the access log's ``close=`` and ``stats()``'s ``close_codes``.
+    """
+    first = first_close(connection)
     return 1006 if first is None else first.code
 
 

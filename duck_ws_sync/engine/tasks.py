@@ -1,20 +1,27 @@
-"""The tasks of a connection's event loop: counted as they start, cancelled when the session ends.
+"""What the engine needs of a connection's event loop beyond asyncio's: its tasks counted, plain calls outside it.
 
 Both hosts' loops (``GreenletEventLoop`` on gevent, ``ThreadEventLoop`` on
-a thread) mix this in: ``asyncio.all_tasks(loop)`` scans every task of the
-process, which thousands of connections ending together cannot afford.
+a thread) mix this in. The tasks are counted as they start and cancelled
+when the session ends: ``asyncio.all_tasks(loop)`` scans every task of the
+process, which thousands of connections ending together cannot afford. A
+view's plain ``def`` hooks run through ``call_outside``: in the loop's
+greenlet or thread, but with no running loop, as in any WSGI request.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from asyncio import events
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["TaskCounting"]
 
 
 class TaskCounting(asyncio.BaseEventLoop):
-    """An event loop that knows how many of its tasks are not done."""
+    """An event loop that knows how many of its tasks are not done, and runs plain calls outside itself."""
 
     _pending_tasks = 0
 
@@ -38,3 +45,17 @@ class TaskCounting(asyncio.BaseEventLoop):
             task.cancel()
         gather = asyncio.gather(*tasks, return_exceptions=True)
         self.run_until_complete(asyncio.wait_for(gather, timeout) if timeout else gather)
+
+    def call_outside(self, function: Callable[..., T], *args: Any) -> T:
+        """Call ``function`` here, from a task of this loop, as if no loop were running.
+
+        The loop does nothing meanwhile: ``function`` may block (a database
+        query, ``time.sleep``), and libraries that refuse to run inside a
+        running loop (Django's ORM) work. ``asyncio.get_running_loop()``
+        raises inside it.
+        """
+        events._set_running_loop(None)
+        try:
+            return function(*args)
+        finally:
+            events._set_running_loop(self)

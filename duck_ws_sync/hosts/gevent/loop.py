@@ -269,6 +269,22 @@ class GreenletEventLoop(TaskCounting):
         finally:
             setattr(current, _LOOP_ATTRIBUTE, saved)
 
+    def call_outside(self, function: Callable[..., T], *args: Any) -> T:
+        """``TaskCounting.call_outside``, which gevent-cooperative blocking in ``function`` does not undo.
+
+        The switch tracer gives this greenlet back its loop when it comes
+        back from the hub: it is told there is none for the time of the call.
+        """
+        current = greenlet.getcurrent()
+        saved = getattr(current, _LOOP_ATTRIBUTE, None)
+        setattr(current, _LOOP_ATTRIBUTE, None)
+        try:
+            return super().call_outside(function, *args)
+        finally:
+            setattr(current, _LOOP_ATTRIBUTE, saved)
+            if saved is not None and tuple(sys.get_asyncgen_hooks()) != tuple(saved[1]):
+                sys.set_asyncgen_hooks(*saved[1])  # a switch while it ran took them away
+
     def attach_reader(self, reader: InlineReader) -> None:
         """Let the loop's greenlet read ``reader``'s socket while it has nothing else to do."""
         self._selector.attach(reader)
