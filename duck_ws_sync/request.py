@@ -10,7 +10,34 @@ from urllib.parse import parse_qs
 
 from .protocol import Headers, Request
 
-__all__ = ["WebSocketRequest", "wsgi_to_text"]
+__all__ = ["QueryDict", "WebSocketRequest", "wsgi_to_text"]
+
+
+class QueryDict(dict[str, list[str]]):
+    """Query parameters as Duck's ``QueryDict`` has them: each name with the list of its values.
+
+    ``get`` and indexing give a name's first value (Duck's and Django's
+    ``request.GET.get("token")``); ``getlist`` gives them all. As a dict it
+    maps each name to its list (``dict(request.GET)``, ``items()``).
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> str:  # type: ignore[override]
+        return super().__getitem__(key)[0]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The first value of ``key``, or ``default``."""
+        values = super().get(key)
+        return values[0] if values else default
+
+    def getlist(self, key: str, default: list[str] | None = None) -> list[str]:
+        """Every value of ``key``, in order (``default``, else an empty list, when there is none)."""
+        values = super().get(key)
+        return list(values) if values is not None else ([] if default is None else default)
+
+    def __repr__(self) -> str:
+        return f"<QueryDict {dict.__repr__(self)}>"
 
 
 class WebSocketRequest:
@@ -35,14 +62,59 @@ class WebSocketRequest:
         return Headers(_headers_from_environ(self.environ))
 
     @cached_property
-    def GET(self) -> dict[str, list[str]]:  # noqa: N802 (Duck's name)
-        """The query parameters, each name with the list of its values."""
-        return parse_qs(self.query_string, keep_blank_values=True)
+    def GET(self) -> QueryDict:  # noqa: N802 (Duck's name)
+        """The query parameters (``QueryDict``: ``get`` gives the first value, ``getlist`` all)."""
+        return QueryDict(parse_qs(self.query_string, keep_blank_values=True))
 
     @property
     def query_params(self) -> dict[str, str]:
         """The query parameters, each name with its last value."""
         return {name: values[-1] for name, values in self.GET.items()}
+
+    @property
+    def fullpath(self) -> str:
+        """The path with its query string, if any (Duck's name)."""
+        return self.path + (f"?{self.query_string}" if self.query_string else "")
+
+    @property
+    def META(self) -> Mapping[str, Any]:  # noqa: N802 (Duck's name)
+        """The WSGI environ (Duck's and Django's ``META``: ``REMOTE_ADDR``, ``HTTP_*``, ...)."""
+        return self.environ
+
+    @property
+    def COOKIES(self) -> dict[str, str]:  # noqa: N802 (Duck's name)
+        """The request's cookies by name, as ``cookies``."""
+        return self.cookies
+
+    @property
+    def host(self) -> str:
+        """The ``Host`` header (empty if the client sent none)."""
+        return self.headers.get("Host", "") or ""
+
+    @property
+    def hostname(self) -> str:
+        """The ``Host`` header without its port."""
+        host = self.host
+        if host.startswith("["):
+            return host[: host.find("]") + 1]
+        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+    @property
+    def port(self) -> int | None:
+        """The port of the ``Host`` header, if it has one."""
+        host = self.host
+        _, colon, port = host.rpartition(":")
+        return int(port) if colon and port.isdigit() and not host.endswith("]") else None
+
+    @property
+    def origin(self) -> str | None:
+        """The ``Origin`` header, if any."""
+        return self.headers.get("Origin")
+
+    @property
+    def uses_https(self) -> bool:
+        """True if the client used TLS (``scheme == "https"``)."""
+        return self.scheme == "https"
 
     @cached_property
     def cookies(self) -> dict[str, str]:

@@ -316,6 +316,9 @@ def test_view_request_exposes_the_upgrade_request(server, server_kind):
     assert seen["method"] == "GET"
     assert seen["GET"] == {"id": [key], "a": ["1", "2"], "empty": [""]}
     assert seen["query_params"] == {"id": key, "a": "2", "empty": ""}
+    # Duck's QueryDict: get and indexing give the first value, getlist all.
+    assert seen["GET_get"] == ["1", "1", ["1", "2"], None]
+    assert seen["fullpath"] == f"/ws/request/7?id={key}&a=1&a=2&empty="
     assert seen["header_lower"] == seen["header_upper"] == seen["header_mapping"] == "Value 1"
     assert seen["header_missing"] is None
     assert seen["header_default"] == "fallback"
