@@ -1,11 +1,12 @@
 """An echo server: every text and binary message comes back as it was sent.
 
 gunicorn -k gevent -b 127.0.0.1:8000 examples.echo:app
-python3 examples/echo.py 127.0.0.1 8000   # the same app on gevent.pywsgi
+python3 -m examples.echo 127.0.0.1 8000   # the same app on gevent.pywsgi
 """
 
 from duck_ws_sync import WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
+from examples.logs import log_connections
 
 
 class Echo(WebSocketView):
@@ -18,6 +19,7 @@ def hello(environ, start_response):
     return [b"Hello from plain WSGI\n"]
 
 
+log_connections()
 app = WebSocketMiddleware(hello, [path("/ws/echo", Echo, name="echo")])
 
 

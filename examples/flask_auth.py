@@ -24,6 +24,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from duck_ws_sync import Reject, WebSocketMiddleware, WebSocketView, broadcast
 from duck_ws_sync.urls import path
+from examples.logs import log_connections
 
 flask_app = flask.Flask(__name__)
 flask_app.secret_key = os.environ.get("FLASK_SECRET_KEY", "not a secret: set FLASK_SECRET_KEY")
@@ -79,4 +80,5 @@ class Chat(WebSocketView):
         broadcast("chat", f"{self.user}: {data.decode('utf-8', 'replace')}")
 
 
+log_connections()
 app = WebSocketMiddleware(flask_app.wsgi_app, [path("/ws/chat", Chat)])

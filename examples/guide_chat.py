@@ -12,6 +12,7 @@ and connect to ws://127.0.0.1:8000/ws/chat.
 
 from duck_ws_sync import OpCode, WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
+from examples.logs import log_connections
 
 connected_clients = set()
 
@@ -35,6 +36,7 @@ class ChatSocket(WebSocketView):
 
 urlpatterns = [path("/ws/chat", ChatSocket, name="chat")]
 
+log_connections()
 app = WebSocketMiddleware(None, urlpatterns)
 
 

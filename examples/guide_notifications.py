@@ -15,6 +15,7 @@ import asyncio
 from duck_ws_sync import WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
 from duck_ws_sync.utils.asyncio import create_task  # Better than default asyncio.create_task
+from examples.logs import log_connections
 
 
 class NotificationSocket(WebSocketView):
@@ -32,6 +33,7 @@ class NotificationSocket(WebSocketView):
 
 urlpatterns = [path("/ws/notifications", NotificationSocket, name="notifications")]
 
+log_connections()
 app = WebSocketMiddleware(None, urlpatterns)
 
 

@@ -11,6 +11,7 @@ and connect to ws://127.0.0.1:8000/ws/myws.
 
 from duck_ws_sync import OpCode, WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
+from examples.logs import log_connections
 
 
 class MyWebSocket(WebSocketView):
@@ -32,6 +33,7 @@ urlpatterns = [
     # other patterns here.
 ]
 
+log_connections()
 app = WebSocketMiddleware(None, urlpatterns)
 
 

@@ -14,8 +14,9 @@ import contextlib
 import json
 from urllib.parse import parse_qs
 
-from duck_ws_sync import BrokerUnavailable, WebSocketMiddleware, WebSocketView, broadcast
+from duck_ws_sync import BrokerUnavailable, OpCode, WebSocketMiddleware, WebSocketView, broadcast
 from duck_ws_sync.urls import path
+from examples.logs import log_connections
 
 orders = []
 
@@ -37,8 +38,20 @@ def legacy_app(environ, start_response):
 
 
 class Dashboard(WebSocketView):
+    """A dashboard: it receives every new order as ``{"new_order": {...}}``.
+
+    The dashboard only listens. A text ``ping`` from it is answered with
+    ``pong`` (a liveness check a page can make); any other message is
+    ignored, and the connection stays open.
+    """
+
     async def on_open(self):
         self.join("dashboards")
 
+    async def on_receive(self, data: bytes, opcode: int):
+        if opcode == OpCode.TEXT and data == b"ping":
+            await self.send_text("pong")
 
+
+log_connections()
 app = WebSocketMiddleware(legacy_app, [path("/ws/dashboard", Dashboard)])

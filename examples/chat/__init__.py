@@ -13,6 +13,8 @@ workers and machines through Redis when ``DUCK_WS_SYNC_BROKER`` says so:
 
 DUCK_WS_SYNC_BROKER=redis://127.0.0.1:6379/0 gunicorn -k gevent -w 4 -b 127.0.0.1:8000 examples.chat:app
 
+Each WebSocket prints one access-log line when it ends (``examples/logs.py``).
+
 Messages from the server are JSON: ``{"type": "system", "text": ...}`` for
 welcome, join and leave notices, ``{"type": "chat", "name": ..., "text": ...}``
 for what others say.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from duck_ws_sync import BrokerUnavailable, OpCode, State, WebSocketMiddleware, WebSocketView, broadcast
 from duck_ws_sync.urls import path
+from examples.logs import log_connections
 
 PAGE = Path(__file__).with_name("index.html").read_bytes()
 
@@ -66,4 +69,5 @@ def page(environ, start_response):
     return [PAGE]
 
 
+log_connections()
 app = WebSocketMiddleware(page, [path("/ws/chat", ChatSocket, name="chat"), path("/ws/chat/<room>", ChatSocket)])
