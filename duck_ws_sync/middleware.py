@@ -34,7 +34,7 @@ from .request import WebSocketRequest, wsgi_to_text
 from .urls import URLPattern, resolve
 from .views import VIEW_HOOKS, ViewHooks, WebSocketView, accept, authorize
 
-__all__ = ["WebSocketMiddleware"]
+__all__ = ["WebSocketMiddleware", "trusting_origins"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -200,6 +200,23 @@ def _authorize(view: Any, request: WebSocketRequest, serving: Host) -> Response 
         logger.exception("authorize of WebSocket view %s failed", type(view).__name__)
         return InvalidHandshake(500, "Internal Server Error").response()
     return None
+
+
+def trusting_origins(
+    view_class: type[WebSocketView], request: WebSocketRequest, trusted: Sequence[str]
+) -> ServerHandshake:
+    """``view_class``'s handshake, whose origins are also ``trusted`` ones (a framework's CSRF_TRUSTED_ORIGINS).
+
+    A view that sets ``ALLOWED_ORIGINS`` keeps its own. Otherwise the
+    page's own origin (the ``Host`` header's, either scheme) stays allowed,
+    and so are the ``trusted`` origins (globs such as ``https://*.example.com``).
+    """
+    policy = view_class.handshake()
+    if not trusted or view_class.ALLOWED_ORIGINS is not None:
+        return policy
+    host = (request.get_header("Host") or "").strip()
+    own = [f"http://{host}", f"https://{host}"] if host else []
+    return ServerHandshake([*trusted, *own], policy.subprotocols, policy.extensions)
 
 
 def _websocket_route(pattern: URLPattern | Mapping[str, Any]) -> URLPattern | None:

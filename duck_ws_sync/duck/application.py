@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..middleware import WebSocketMiddleware
+from ..middleware import WebSocketMiddleware, trusting_origins
 from ..protocol import InvalidHandshake, Response, ServerHandshake
 from ..request import WebSocketRequest
 from .http import duck_request, serve_http, wsgi_status_and_headers
@@ -91,10 +91,4 @@ class DuckWebSocketMiddleware(WebSocketMiddleware):
             refusal = processor.get_middleware_error_response(middleware)
             status, headers = wsgi_status_and_headers(refusal)
             return Response(int(status.split()[0]), headers, refusal.content or b"")
-        trusted = list(SETTINGS.get("CSRF_TRUSTED_ORIGINS") or ())
-        policy = view_class.handshake()
-        if trusted and view_class.ALLOWED_ORIGINS is None:
-            host = (request.get_header("Host") or "").strip()
-            own = [f"http://{host}", f"https://{host}"] if host else []
-            policy = ServerHandshake([*trusted, *own], policy.subprotocols, policy.extensions)
-        return upgrade, policy
+        return upgrade, trusting_origins(view_class, request, list(SETTINGS.get("CSRF_TRUSTED_ORIGINS") or ()))

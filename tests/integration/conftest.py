@@ -62,8 +62,10 @@ class Server:
         return "".join(self.output)
 
 
-def _start(kind: str, app: str, extra_args: list[str]) -> Server:
+def _start(kind: str, app: str, extra_args: list[str], env_vars: dict[str, str] | None = None) -> Server:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    if env_vars:
+        env.update(env_vars)
     if kind in ("gunicorn", "gthread"):
         extra_args = [*no_control_socket(), *extra_args]  # no shared socket between test servers
         worker = ["-k", "gevent"] if kind == "gunicorn" else ["-k", "gthread", "--threads", str(GTHREAD_THREADS)]
@@ -126,9 +128,9 @@ def _stop(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def serve(kind: str, app: str, *extra_args: str) -> Iterator[Server]:
-    """Run ``app`` (``module:attribute``) under ``kind`` for the duration of the block."""
-    server = _start(kind, app, list(extra_args))
+def serve(kind: str, app: str, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run ``app`` (``module:attribute``) under ``kind`` for the duration of the block (``env``: more variables)."""
+    server = _start(kind, app, list(extra_args), env)
     try:
         yield server
     finally:
