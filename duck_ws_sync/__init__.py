@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .health import stats, stats_app
     from .middleware import WebSocketMiddleware
     from .request import WebSocketRequest
-    from .views import SendResult, WebSocketView
+    from .views import SendResult, WebSocketView, close_all
 
 __version__ = "0.1.0.dev0"
 
@@ -40,6 +40,7 @@ __version__ = "0.1.0.dev0"
 # importable without any I/O library.
 _LAZY = {
     "broadcast": "brokers",
+    "close_all": "views",
     "configure_broker": "brokers",
     "stats": "health",
     "stats_app": "health",
@@ -81,6 +82,7 @@ __all__ = [
     "WebSocketRequest",
     "WebSocketView",
     "broadcast",
+    "close_all",
     "configure_broker",
     "stats",
     "stats_app",

@@ -1,7 +1,9 @@
 """Prometheus metrics of the WebSockets, through ``prometheus_client`` (the ``metrics`` extra).
 
-``metrics_app`` is a WSGI endpoint for a ``/metrics`` route. The metrics
-are ``stats()`` as Prometheus sees them:
+``metrics_app`` is a WSGI endpoint for a ``/metrics`` route,
+``prometheus_client.make_wsgi_app``'s (so ``Accept`` for OpenMetrics,
+``?name[]=`` filters and gzip work as there). The metrics are ``stats()``
+as Prometheus sees them:
 
 - ``duck_ws_sync_connections_open`` (gauge),
 - ``duck_ws_sync_connections_opened_total``,
@@ -40,10 +42,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from .engine.registry import stats, when_opened
@@ -167,20 +168,35 @@ else:
     REGISTRY.register(StatsCollector())
 
 
+def _registry() -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or the multiprocess files once ours are written."""
+    if _publisher is None:
+        return REGISTRY
+    _publisher.ensure_running()
+    _publisher.publish()
+    registry = CollectorRegistry(support_collectors_without_names=True)  # so that name[] filters reach it
+    prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
 def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """A WSGI endpoint for a ``/metrics`` route, in Prometheus's text format.
+    """A WSGI endpoint for a ``/metrics`` route: ``prometheus_client.make_wsgi_app`` over our registry.
 
     In multiprocess mode, the sum over every process of the directory
     (the application's own multiprocess metrics too); otherwise
-    ``prometheus_client``'s default registry.
+    ``prometheus_client``'s default registry. The format follows
+    ``Accept`` (Prometheus's text format, or OpenMetrics), ``?name[]=``
+    keeps the metrics named, ``Accept-Encoding: gzip`` compresses.
+    ``HEAD`` gets the headers of a ``GET``; other methods but ``OPTIONS``
+    get 405.
     """
-    if _publisher is not None:
-        _publisher.ensure_running()
-        _publisher.publish()
-        registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
-    body = generate_latest(registry)
-    start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
-    return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+    method = environ.get("REQUEST_METHOD", "GET")
+    answer: list[Any] = []  # prometheus_client's status and headers
+
+    def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        answer[:] = [status, headers]
+
+    app = make_wsgi_app(_registry())
+    body = b"".join(app({"PATH_INFO": "/", **environ, "REQUEST_METHOD": "GET" if method == "HEAD" else method}, keep))
+    start_response(answer[0], [*answer[1], ("Content-Length", str(len(body)))])
+    return [b""] if method == "HEAD" else [body]

@@ -4,6 +4,9 @@ Receiving waits for a bounded time and fails with a plain assertion
 message; JSON goes both ways; the server's Close frame (which
 websocket-client answers and hides) is kept and can be asserted; a ping
 waits for its pong. Everything else is websocket-client's own.
+
+The helpers set ``__tracebackhide__``: pytest's traceback of a failure
+ends at the test's own line.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class WebSocketClient(websocket.WebSocket):
 
     def connect(self, url: str, **options: Any) -> None:
         """Connect to ``url`` (websocket-client's, keeping the URL for the messages of failed assertions)."""
+        __tracebackhide__ = True
         self.url = url
         super().connect(url, **options)
 
@@ -88,6 +92,7 @@ class WebSocketClient(websocket.WebSocket):
             AssertionError: No message came in time, or the server closed
                 the connection instead (its code and reason are in the message).
         """
+        __tracebackhide__ = True
         if self._early:
             return self._early.popleft()
         deadline = self._deadline(timeout)
@@ -103,6 +108,7 @@ class WebSocketClient(websocket.WebSocket):
 
     def receive_json(self, timeout: float | None = None) -> Any:
         """The next message, decoded from JSON (AssertionError when it is not JSON)."""
+        __tracebackhide__ = True
         message = self.receive(timeout)
         try:
             return json.loads(message)
@@ -111,6 +117,7 @@ class WebSocketClient(websocket.WebSocket):
 
     def send_json(self, value: Any) -> None:
         """Send ``value`` encoded as JSON in a text message."""
+        __tracebackhide__ = True
         self.send(json.dumps(value))
 
     def expect_close(
@@ -121,6 +128,7 @@ class WebSocketClient(websocket.WebSocket):
         A message that comes first fails the assertion (it is shown), as
         does the end of the connection without a Close (1006).
         """
+        __tracebackhide__ = True
         if self.close_code is None:
             if self._early:
                 raise AssertionError(f"expected the server's Close, got a message: {self._early[0]!r:.200}")
@@ -145,6 +153,7 @@ class WebSocketClient(websocket.WebSocket):
         Messages that come meanwhile are kept for ``receive``. (websocket-client's
         ``ping`` only sends.)
         """
+        __tracebackhide__ = True
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
         deadline = self._deadline(timeout)
         started = time.monotonic()
@@ -181,6 +190,7 @@ class WebSocketClient(websocket.WebSocket):
 
     def _next(self, deadline: tuple[float, float] | None, what: str) -> tuple[int, bytes]:
         """The next frame websocket-client hands out (control frames included), before ``deadline``."""
+        __tracebackhide__ = True
         previous = self.gettimeout()
         if deadline is not None:
             self.settimeout(max(deadline[0] - time.monotonic(), 0.001))

@@ -68,6 +68,7 @@ class LiveServer:
         (10 s unless given, so that no test waits forever)... The connection
         is closed when the server stops, if it is still open.
         """
+        __tracebackhide__ = True  # a failed handshake is the test's
         if self.stopped:
             raise RuntimeError(f"{self!r}: the server has stopped")
         if "headers" in options:

@@ -69,6 +69,7 @@ def ws_connect(ws_live_server: Any) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
 
     def connect(path: str = "/", **options: Any) -> Any:
+        __tracebackhide__ = True  # a failed handshake is the test's
         client = ws_live_server.connect(path, **options)
         made.append(client)
         return client

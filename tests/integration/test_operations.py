@@ -7,6 +7,8 @@ log record as ``ACCESS <json>``.
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
+import http.client
 import json
 import re
 import time
@@ -188,6 +190,55 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def fetch(port: int, path: str = "/metrics", method: str = "GET", **headers: str) -> tuple[Any, bytes]:
+    """The headers and body of the answer to ``path``, once it said 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 200, (response.status, body)
+        return response.headers, body
+    finally:
+        connection.close()
+
+
+def families(text: str) -> set[str]:
+    """The metric families of an exposition, by their ``# TYPE`` lines."""
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+def test_metrics_in_openmetrics_when_the_scraper_asks(server: Server) -> None:
+    headers, body = fetch(server.port, Accept="application/openmetrics-text; version=1.0.0")
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    assert "# TYPE duck_ws_sync_connections_opened counter" in text
+    assert re.search(r"^duck_ws_sync_connections_opened_total \S+$", text, re.MULTILINE)
+
+
+def test_metrics_filtered_by_name(server: Server) -> None:
+    _, body = fetch(server.port, "/metrics?name[]=duck_ws_sync_connections_open")
+    text = body.decode()
+    assert families(text) == {"duck_ws_sync_connections_open"}
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(samples) == 1 and samples[0].startswith("duck_ws_sync_connections_open ")
+
+
+def test_metrics_gzipped_when_the_scraper_accepts_it(server: Server) -> None:
+    headers, body = fetch(server.port, **{"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert int(headers["Content-Length"]) == len(body)
+    assert re.search(r"^duck_ws_sync_messages_sent_total \S+$", gzip.decompress(body).decode(), re.MULTILINE)
+
+
+def test_metrics_answer_head_with_the_headers_only(server: Server) -> None:
+    headers, body = fetch(server.port, method="HEAD")
+    assert body == b""
+    assert headers["Content-Type"].startswith("text/plain; version=")
+    assert int(headers["Content-Length"]) > 0
+
+
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     directory: Path = tmp_path_factory.mktemp("prometheus")
@@ -234,3 +285,17 @@ def test_prometheus_under_two_workers_sums_both(two_workers: LiveServer) -> None
     finally:
         for ws, _ in clients:
             ws.close()
+
+
+def test_prometheus_under_two_workers_filters_by_name(two_workers: LiveServer) -> None:
+    headers, body = fetch(
+        two_workers.port,
+        "/metrics?name[]=duck_ws_sync_connections_opened_total",
+        Accept="application/openmetrics-text; version=1.0.0",
+    )
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    assert families(text) == {"duck_ws_sync_connections_opened"}
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert len(samples) == 1 and samples[0].startswith("duck_ws_sync_connections_opened_total ")

@@ -135,6 +135,62 @@ def test_function_scoped_app_one_server_per_test(tmp_path: Path) -> None:
     assert "2 passed" in output
 
 
+def test_class_scoped_app_one_server_per_class(tmp_path: Path) -> None:
+    (tmp_path / "test_user.py").write_text(
+        ECHO
+        + textwrap.dedent("""
+        servers = []
+
+
+        @pytest.fixture(scope="class")
+        def ws_app():
+            return app
+
+
+        class TestFirst:
+            @pytest.mark.parametrize("round", [1, 2])
+            def test_echo(self, ws_connect, ws_live_server, round):
+                ws = ws_connect("/ws")
+                ws.send(str(round))
+                assert ws.receive() == f"You sent {round}"
+                servers.append(ws_live_server)
+                assert len(set(servers)) == 1 and not ws_live_server.stopped
+
+
+        class TestSecond:
+            def test_another_server(self, ws_live_server):
+                assert servers[0].stopped and ws_live_server is not servers[0]
+                assert not ws_live_server.stopped
+        """)
+    )
+    output = run_user_tests(tmp_path)
+    assert "3 passed" in output
+
+
+def test_a_module_scoped_fixture_cannot_ask_for_the_live_server(tmp_path: Path) -> None:
+    (tmp_path / "test_user.py").write_text(
+        ECHO
+        + textwrap.dedent("""
+        @pytest.fixture(scope="module")
+        def ws_app():
+            return app
+
+
+        @pytest.fixture(scope="module")
+        def module_client(ws_connect):
+            return ws_connect("/ws")
+
+
+        def test_echo(module_client):
+            pass
+        """)
+    )
+    result = run_pytest(tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "ScopeMismatch" in result.stdout, result.stdout
+    assert "LEFT [] 1 [] []" in result.stdout
+
+
 def test_the_marker_chooses_gunicorn_and_its_worker(tmp_path: Path) -> None:
     (tmp_path / "userapp.py").write_text(ECHO)
     (tmp_path / "test_user.py").write_text(
