@@ -15,7 +15,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -43,23 +42,19 @@ class PostgresService:
         self.directory = Path(tempfile.mkdtemp(prefix="postgres-"))
         self.data = self.directory / "data"
         self.process: subprocess.Popen[bytes] | None = None
-        self._as_owner: Callable[[], None] | None = None
+        # The programs run as the cluster's owner: ``subprocess``'s user and group.
+        self._owner: dict[str, int] = {}
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
-
-            def as_owner() -> None:
-                os.setgid(owner.pw_gid)
-                os.setuid(owner.pw_uid)
-
-            self._as_owner = as_owner
+            self._owner = {"user": owner.pw_uid, "group": owner.pw_gid}
 
     def start(self, timeout: float = 30) -> None:
         subprocess.run(
             [self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
             check=True,
             stdout=subprocess.DEVNULL,
-            preexec_fn=self._as_owner,  # noqa: PLW1509 (the child only drops to the postgres user)
+            **self._owner,  # type: ignore[arg-type]
             timeout=60,
         )
         command = [
@@ -67,7 +62,10 @@ class PostgresService:
             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=400",
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=self._as_owner
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            **self._owner,  # type: ignore[arg-type]
         )
         deadline = time.monotonic() + timeout
         while True:

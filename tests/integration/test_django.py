@@ -43,6 +43,7 @@ class Site:
             cwd=self.directory,
             env={**os.environ, **self.env},
             capture_output=True,
+            check=False,
             text=True,
             timeout=timeout,
         )

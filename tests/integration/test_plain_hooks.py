@@ -1,4 +1,4 @@
-"""Hooks written with a plain ``def`` on every server: no loop running in them, blocking holds up only their connection."""
+"""Plain ``def`` hooks on every server: no loop running in them, blocking holds up only their connection."""
 
 from __future__ import annotations
 

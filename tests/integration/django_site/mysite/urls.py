@@ -1,6 +1,6 @@
+from chat import views
 from django.urls import path as http_path
 
-from chat import views
 from duck_ws_sync.urls import path
 
 urlpatterns = [

@@ -3,8 +3,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     initial = True
-    dependencies = []
-    operations = [
+    dependencies = []  # noqa: RUF012 (Django's migration format)
+    operations = [  # noqa: RUF012
         migrations.CreateModel(
             name="Message",
             fields=[
