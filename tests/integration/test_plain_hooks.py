@@ -118,3 +118,21 @@ def test_plain_hooks_of_many_connections_block_side_by_side(server):
             ws.close()
     assert replies == ["slept"] * 10
     assert elapsed < 2.0, f"ten sleeps of 0.5 s took {elapsed:.2f} s"
+
+
+def test_a_plain_hook_that_raises_closes_its_connection_with_1011_and_no_other(server):
+    other = connect(server, f"/ws/plain?id={new_id()}")
+    key = new_id()
+    failing = connect(server, f"/ws/plain?id={key}")
+    try:
+        assert other.recv() == failing.recv() == "welcome"
+        failing.send("raise")
+        opcode, payload = failing.recv_data(control_frame=True)
+        assert (opcode, payload[:2]) == (websocket.ABNF.OPCODE_CLOSE, (1011).to_bytes(2, "big"))
+        other.send("still here")
+        assert other.recv() == "still here"
+    finally:
+        failing.close()
+        other.close()
+    assert named(served(server, key), "on_close")[0]["code"] == 1011
+    assert "ValueError: a plain hook failed" in server.log()

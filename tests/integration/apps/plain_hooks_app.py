@@ -49,6 +49,8 @@ class PlainEcho(WebSocketView):
             record(self.key, "slept", loop=loop_running())
             self.send_text("slept")
             return
+        if data == b"raise":
+            raise ValueError("a plain hook failed")
         record(self.key, "on_receive", loop=loop_running())
         self.send(data, opcode)
 
