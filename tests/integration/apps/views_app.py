@@ -151,7 +151,12 @@ class RequestView(WebSocketView):
                 "method": request.method,
                 "GET": request.GET,
                 "query_params": request.query_params,
-                "GET_get": [request.GET.get("a"), request.GET["a"], request.GET.getlist("a"), request.GET.get("no")],
+                "GET_get": [
+                    request.GET.get("a"),
+                    request.GET["a"] if "a" in request.GET else None,
+                    request.GET.getlist("a"),
+                    request.GET.get("no"),
+                ],
                 "fullpath": request.fullpath,
                 "header_lower": request.get_header("x-custom-thing"),
                 "header_upper": request.get_header("X-CUSTOM-THING"),
