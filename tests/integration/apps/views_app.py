@@ -153,7 +153,7 @@ class RequestView(WebSocketView):
                 "query_params": request.query_params,
                 "GET_get": [
                     request.GET.get("a"),
-                    request.GET["a"] if "a" in request.GET else None,
+                    request.GET["a"] if "a" in request.GET else None,  # noqa: SIM401 (indexing is what is checked)
                     request.GET.getlist("a"),
                     request.GET.get("no"),
                 ],
