@@ -28,7 +28,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .brokers import broadcast, configure_broker
+    from .brokers import Member, Presence, broadcast, configure_broker, presence, send_to_user
     from .health import stats, stats_app
     from .middleware import WebSocketMiddleware
     from .request import WebSocketRequest
@@ -42,6 +42,10 @@ _LAZY = {
     "broadcast": "brokers",
     "close_all": "views",
     "configure_broker": "brokers",
+    "Member": "brokers",
+    "Presence": "brokers",
+    "presence": "brokers",
+    "send_to_user": "brokers",
     "stats": "health",
     "stats_app": "health",
     "SendResult": "views",
@@ -70,9 +74,11 @@ __all__ = [
     "Frame",
     "InvalidPayloadData",
     "LocalProtocolError",
+    "Member",
     "OpCode",
     "PayloadTooBig",
     "PerMessageDeflate",
+    "Presence",
     "ProtocolError",
     "Reject",
     "SendResult",
@@ -84,6 +90,8 @@ __all__ = [
     "broadcast",
     "close_all",
     "configure_broker",
+    "presence",
+    "send_to_user",
     "stats",
     "stats_app",
 ]

@@ -20,9 +20,11 @@ import socket
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any, ClassVar, cast
 
-from .engine.groups import join as join_group
-from .engine.groups import leave as leave_group
+from .engine.groups import group_topic, identify
+from .engine.groups import join as join_topic
+from .engine.groups import leave as leave_topic
 from .engine.inbox import END
+from .engine.presence import UserId, check_user_id
 from .engine.registry import close_all, first_close
 from .engine.session import Session
 from .hooks import HookGuard, accepts_frame, call_guarded, plain_hooks, run_hook
@@ -180,6 +182,7 @@ class WebSocketView:
         self.close_reason: str = ""
         # The connection's session, once the handshake is accepted (``accept``).
         self.session: Session | None = None
+        self._user_id: UserId | None = None
         self._closed_handled = False
 
     # Hooks. Each may be overridden with an ``async def`` or a plain ``def``:
@@ -344,18 +347,51 @@ class WebSocketView:
             raise ValueError("send whole messages; they are fragmented for you")
         return self.send(frame.payload, frame.opcode)
 
-    def join(self, group: str) -> None:
+    @property
+    def user_id(self) -> UserId | None:
+        """Whose connection this is: a str or an int, None (the default) for nobody's.
+
+        Set it in ``authorize`` or later (``self.user_id = user.pk``):
+        ``duck_ws_sync.send_to_user(user_id, ...)`` then reaches this
+        connection, wherever it is served, and the presence of its groups
+        names the user. 42 and "42" are the same user to ``send_to_user``.
+
+        Raises:
+            TypeError: Set to anything but a str, an int or None.
+        """
+        session = self.session
+        return self._user_id if session is None else session.user_id
+
+    @user_id.setter
+    def user_id(self, user_id: UserId | None) -> None:
+        check_user_id(user_id)
+        session = self.session
+        if session is None:
+            self._user_id = user_id  # given to the session by ``accept``
+        else:
+            identify(session, user_id)
+
+    def join(self, group: str, info: Any = None) -> None:
         """Become a member of ``group``: ``duck_ws_sync.broadcast(group, ...)`` reaches this connection.
 
-        Membership ends by itself when the connection closes.
+        The connection is also in the group's presence
+        (``duck_ws_sync.presence(group)``), with ``user_id`` and ``info``:
+        something small that ``json.dumps`` takes (a name, a status),
+        replaced by joining again. Membership ends by itself when the
+        connection closes.
+
+        Raises:
+            TypeError: ``info`` is not JSON-serializable (whatever the
+                broker: Redis stores it as JSON).
         """
+        json.dumps(info)
         if self.session is not None:
-            join_group(self.session, group)
+            join_topic(self.session, group_topic(group), info)
 
     def leave(self, group: str) -> None:
-        """Stop being a member of ``group``."""
+        """Stop being a member of ``group`` (and leave its presence)."""
         if self.session is not None:
-            leave_group(self.session, group)
+            leave_topic(self.session, group_topic(group))
 
     async def safe_close(self, disable_logging: bool = False, call_on_close_handler: bool = True) -> None:
         """Close with 1000 if the connection is open (Duck's API; ``on_close`` still runs exactly once)."""
@@ -501,6 +537,7 @@ def accept(
     view.extensions = extensions
     view.subprotocol = subprotocol
     view.session = Session(view, request, hooks)
+    view.session.user_id = view._user_id
 
 
 def authorize(view: WebSocketView, event_loop: Callable[[], Any]) -> None:

@@ -20,6 +20,7 @@ import redis
 from duck_ws_sync import BrokerUnavailable
 from duck_ws_sync.brokers import redis as redis_broker
 from duck_ws_sync.brokers.redis import Envelope, Malformed, RateLimitedLog, RedisBroker, decode, encode, read_reply
+from duck_ws_sync.engine.groups import group_topic
 from tests.integration.redis_service import RedisService
 
 HEADER = struct.Struct("!4s16scI")  # marker, origin, kind, body length
@@ -194,7 +195,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
 def publishes(broker: RedisBroker) -> bool:
     """Whether ``broker`` takes a broadcast now."""
     try:
-        broker.publish("refused", "allowed", None)
+        broker.publish(group_topic("refused"), "allowed", None)
     except BrokerUnavailable:
         return False
     return True
@@ -216,15 +217,16 @@ def test_a_message_that_fails_to_be_delivered_does_not_stop_the_next(
 
     monkeypatch.setattr(redis_broker, "deliver", deliver)
     broker = make_broker(redis_service.url)
-    broker.subscribe("failing")
+    broker.subscribe(group_topic("failing"))
     client = redis_service.client()
     for body, kind in ((b"first", b"t"), (b"second", b"t"), (b"third", b"b")):
         assert client.publish("duck_ws_sync:failing", envelope(body, kind)) == 1
     wait_for(lambda: len(delivered) == 3)
-    assert delivered == [("failing", "first"), ("failing", "second"), ("failing", b"third")]
+    failing = group_topic("failing")
+    assert delivered == [(failing, "first"), (failing, "second"), (failing, b"third")]
     assert "could not deliver messages from Redis: 1 since the last such line" in caplog.text
     assert "RuntimeError: a member's outbox broke" in caplog.text  # the traceback
-    broker.publish("failing", "still publishing", None)  # not an outage
+    broker.publish(group_topic("failing"), "still publishing", None)  # not an outage
 
 
 def test_junk_is_dropped_and_logged_once_and_the_next_message_arrives(
@@ -242,7 +244,7 @@ def test_junk_is_dropped_and_logged_once_and_the_next_message_arrives(
 
     monkeypatch.setattr(redis_broker, "deliver", deliver)
     broker = make_broker(redis_service.url)
-    broker.subscribe("junk")
+    broker.subscribe(group_topic("junk"))
     client = redis_service.client()
     junk = [b"", b"\xff\xfe", envelope(b"caf\xe9"), envelope(b"short", length=9), random.Random(1).randbytes(99)]
     for payload in junk * 10:
@@ -251,7 +253,7 @@ def test_junk_is_dropped_and_logged_once_and_the_next_message_arrives(
     assert client.publish(own, envelope(b"on a channel of no group")) == 1
     client.publish("duck_ws_sync:junk", envelope(b"after the junk"))
     wait_for(lambda: bool(delivered))
-    assert delivered == [("junk", "after the junk")]
+    assert delivered == [(group_topic("junk"), "after the junk")]
     lines = [message for message in caplog.messages if message.startswith("dropped ")]
     assert lines == [
         "dropped messages from Redis that are not broadcasts: 1 since the last such line "
@@ -270,7 +272,7 @@ def test_a_subscriber_refused_by_redis_starts_over_until_allowed(
         deadline = time.monotonic() + 10
         while True:  # the subscriber's first SUBSCRIBE is refused: from then on, broadcasts fail
             try:
-                broker.publish("refused", "early", None)
+                broker.publish(group_topic("refused"), "early", None)
             except BrokerUnavailable as exc:
                 assert str(exc).startswith("Redis at redis://***@127.0.0.1:")
                 break
@@ -278,7 +280,7 @@ def test_a_subscriber_refused_by_redis_starts_over_until_allowed(
             time.sleep(0.02)
         time.sleep(2)  # several attempts, each refused
         with pytest.raises(BrokerUnavailable):
-            broker.publish("refused", "still refused", None)
+            broker.publish(group_topic("refused"), "still refused", None)
         admin.execute_command("ACL", "SETUSER", user, "+subscribe")
         wait_for(lambda: publishes(broker))
     finally:

@@ -1,42 +1,40 @@
-"""Broadcasts across workers and machines through Redis pub/sub (the ``redis`` extra).
+"""Broadcasts, users and presence across workers and machines through Redis (the ``redis`` extra).
 
-One subscriber connection per worker process, not per WebSocket: a group's
-channel (``duck_ws_sync:<group>``) is subscribed when the worker gets its
-first member of the group and released with the last. A broadcast is one
-``PUBLISH``; the publishing worker delivers to its own members at once and
-skips its own message when Redis sends it back (each message carries the
-publishing process's origin).
+One subscriber per worker process, not per WebSocket: a topic's channel
+is subscribed when the worker gets its first member of the topic and
+released with the last. A group's channel is ``duck_ws_sync:<group>``, a
+user's ``duck_ws_sync.user:<user_id>``. A broadcast is one ``PUBLISH``
+(``SPUBLISH`` on a cluster); the publishing worker delivers to its own
+members at once and skips its own message when Redis sends it back (each
+message carries the publishing process's origin: ``envelope.py``).
 
-The message on the wire (format 1; this version's workers drop any other)::
+How Redis is reached, one server, a master found through Sentinel or a
+Cluster, is ``connections.py``; a group's presence is kept in Redis as
+``redis_presence.py`` says, and this worker writes its members' entries again
+every ``REFRESH_EVERY`` seconds.
 
-    marker   4 bytes   b"DWS\\x01": "DWS", then the format's version
-    origin  16 bytes   the publishing process, as 16 lowercase hex digits
-    kind     1 byte    b"t": text (UTF-8), b"b": binary
-    length   4 bytes   the body's length, big-endian
-    body               exactly ``length`` bytes
+Anything else on a channel (see ``envelope.decode``) is dropped, never
+delivered, and logged at most once per ``LOG_EVERY`` seconds with how many
+were dropped since the last such line, on which channel the last was, and
+why. A message that fails to be delivered here is logged the same way
+(with its traceback), and the subscriber goes on with the next one.
 
-Anything else on a channel (empty, random bytes, a wrong marker or
-version, a truncated message, a body longer or shorter than announced,
-text that is not UTF-8) is dropped, never delivered, and logged at most
-once per ``LOG_EVERY`` seconds with how many were dropped since the last
-such line, on which channel the last was, and why. A message that fails
-to be delivered here is logged the same way (with its traceback), and the
-subscriber goes on with the next one.
+Redis down at start or gone mid-flight (a failover, a cluster's master
+lost): the worker goes on serving; the subscriber logs once per outage,
+reconnects with backoff (0.1 s doubling to 2 s), subscribes again to every
+topic it has members of, writes its presence entries again, and says when
+Redis is back. Meanwhile ``broadcast``, ``send_to_user`` and ``presence``
+raise ``BrokerUnavailable`` at once. Delivery is at most once, as Redis
+pub/sub's: a message published while a worker is disconnected never
+reaches its members. Any other failure of the subscriber (an error reply
+such as an ACL's ``NOPERM`` to ``SUBSCRIBE``, a reply of an unexpected
+shape) counts as an outage too: it is logged with its traceback once per
+outage, and the subscriber starts over with the same backoff. Only
+``GreenletExit``, ``KeyboardInterrupt`` and ``SystemExit`` end it.
 
-Redis down at start or gone mid-flight: the worker goes on serving; the
-subscriber logs once per outage, reconnects with backoff (0.1 s doubling to
-2 s), subscribes again to every group it has members of, and says when
-Redis is back. Meanwhile ``broadcast`` raises ``BrokerUnavailable`` at
-once. Delivery is at most once, as Redis pub/sub's: a message published
-while a worker is disconnected never reaches its members. Any other
-failure of the subscriber (an error reply such as an ACL's ``NOPERM`` to
-``SUBSCRIBE``, a reply of an unexpected shape) counts as an outage too: it
-is logged with its traceback once per outage, and the subscriber starts
-over with the same backoff. Only ``GreenletExit``, ``KeyboardInterrupt``
-and ``SystemExit`` end it.
-
-The subscriber runs in a greenlet where gevent patched the sockets
-(gunicorn's gevent worker), else in a thread of its own.
+The subscriber and the presence refresh run in greenlets where gevent
+patched the sockets (gunicorn's gevent worker), else in threads of their
+own.
 """
 
 from __future__ import annotations
@@ -44,122 +42,62 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import re
-import string
-import struct
+import select
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from ..engine.groups import deliver, has_members
+from ..engine.groups import GROUP, USER, deliver, has_members, present_everywhere
+from ..engine.presence import Member, Presence, process_id
 from ..exceptions import BrokerUnavailable
+from .connections import UNAVAILABLE, Link, servers
+from .envelope import MARKER, Envelope, Malformed, decode, encode, read_reply
+from .redis_presence import REFRESH_EVERY, PresenceScripts
 
-__all__ = ["CHANNEL_PREFIX", "MARKER", "Envelope", "Malformed", "RedisBroker", "decode", "encode", "read_reply"]
+__all__ = [
+    "CHANNEL_PREFIX",
+    "MARKER",
+    "USER_CHANNEL_PREFIX",
+    "Envelope",
+    "Malformed",
+    "RedisBroker",
+    "channel",
+    "decode",
+    "encode",
+    "read_reply",
+    "topic",
+]
 
 logger = logging.getLogger("duck_ws_sync")
 
-CHANNEL_PREFIX = "duck_ws_sync:"
-# How long a PUBLISH or a connection attempt may take before the broker counts as unavailable.
-SOCKET_TIMEOUT = 1.0
+CHANNEL_PREFIX = "duck_ws_sync:"  # then a group's name
+USER_CHANNEL_PREFIX = "duck_ws_sync.user:"  # then a user's id
 # How often an idle subscriber checks that Redis still answers.
 PING_EVERY = 1.0
-# How long a join waits for Redis to confirm its group's subscription.
+# How long a join waits for Redis to confirm its topic's subscription.
 SUBSCRIBE_WAIT = 1.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
 # At most one line per this many seconds about dropped or undeliverable messages.
 LOG_EVERY = 10.0
 
-MARKER = b"DWS\x01"
-_HEADER = struct.Struct("!4s16scI")  # marker, origin, kind, body length: 25 bytes
-_TEXT, _BINARY = b"t", b"b"
-_HEX_DIGITS = frozenset(string.hexdigits.lower().encode())
+_PREFIXES = ((GROUP, CHANNEL_PREFIX), (USER, USER_CHANNEL_PREFIX))
 
 
-# The envelope, bytes in and out.
+def channel(topic: str) -> str:
+    """The Redis channel of a topic (``engine.groups``)."""
+    return (CHANNEL_PREFIX if topic[0] == GROUP else USER_CHANNEL_PREFIX) + topic[1:]
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A well-formed message: who published it, and what (``str``: text, ``bytes``: binary)."""
-
-    origin: bytes
-    message: str | bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    """A payload that is not a message of ours, and why."""
-
-    reason: str
-
-
-def encode(origin: bytes, message: str | bytes) -> bytes:
-    """The payload that carries ``message`` from the process ``origin`` (16 lowercase hex digits).
-
-    Raises:
-        TypeError: ``message`` is neither ``str`` nor bytes-like.
-    """
-    if isinstance(message, str):
-        kind, body = _TEXT, message.encode("utf-8")
-    elif isinstance(message, (bytes, bytearray, memoryview)):
-        kind, body = _BINARY, bytes(message)
-    else:
-        raise TypeError(f"a broadcast is str (text) or bytes (binary), not {type(message).__name__}")
-    return _HEADER.pack(MARKER, origin, kind, len(body)) + body
-
-
-def decode(payload: bytes) -> Envelope | Malformed:
-    """What ``payload``, received on a group's channel, is: an ``Envelope``, or ``Malformed`` with the reason."""
-    if not payload:
-        return Malformed("empty")
-    if len(payload) < _HEADER.size:
-        if not MARKER.startswith(payload[: len(MARKER)]):
-            return Malformed(f"no {MARKER!r} marker ({len(payload)} bytes)")
-        return Malformed(f"{len(payload)} bytes, shorter than the {_HEADER.size}-byte header")
-    marker, origin, kind, length = _HEADER.unpack_from(payload)
-    if marker != MARKER:
-        if marker[:3] == MARKER[:3]:
-            return Malformed(f"format version {marker[3]}, not {MARKER[3]}")
-        return Malformed(f"no {MARKER!r} marker")
-    if not _HEX_DIGITS.issuperset(origin):
-        return Malformed("an origin that is not 16 lowercase hex digits")
-    if kind not in (_TEXT, _BINARY):
-        return Malformed(f"an unknown kind {kind!r}")
-    body = payload[_HEADER.size :]
-    if len(body) != length:
-        return Malformed(f"a body of {len(body)} bytes where the header says {length} (truncated or padded)")
-    if kind == _BINARY:
-        return Envelope(origin, body)
-    try:
-        return Envelope(origin, body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return Malformed(f"text that is not UTF-8 ({exc.reason} at byte {exc.start} of the body)")
-
-
-def read_reply(reply: object) -> tuple[bytes, bytes, bytes]:
-    """What a subscribed connection received: its kind, its channel and its payload (``b""`` for none).
-
-    Raises:
-        redis.InvalidResponse: Not a reply that a subscribed connection gets
-            (after a refused ``SUBSCRIBE``, say, Redis answers a ``PING`` with
-            a plain ``PONG``).
-    """
-    if isinstance(reply, list) and reply and isinstance(reply[0], bytes):
-        kind = reply[0]
-        if len(reply) == 3 and isinstance(reply[1], bytes):
-            if kind == b"message" and isinstance(reply[2], bytes):
-                return kind, reply[1], reply[2]
-            if kind in (b"subscribe", b"unsubscribe") and isinstance(reply[2], int):
-                return kind, reply[1], b""
-        elif kind == b"pong" and len(reply) == 2:
-            return kind, b"", b""
-    raise redis.InvalidResponse(f"not a reply to a subscriber: {reply!r:.200}")
+def topic(channel: bytes) -> str | None:
+    """The topic of a Redis ``channel``; None for a channel that is no group's or user's."""
+    name = channel.decode("utf-8", "replace")
+    for kind, prefix in _PREFIXES:
+        if name.startswith(prefix):
+            return kind + name[len(prefix) :]
+    return None
 
 
 class RateLimitedLog:
@@ -203,97 +141,127 @@ class RateLimitedLog:
 
 
 class RedisBroker:
-    """Publishes with a small connection pool; one subscriber connection receives the groups of this process."""
+    """Publishes and keeps presence through a client; a subscriber receives the topics of this process."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._shown_url = re.sub(r"//[^@/]*@", "//***@", url)
-        no_retry = Retry(NoBackoff(), 0)
-        # RESP2: published messages come back as replies (RESP3 hands them to a push handler).
-        options: dict[str, Any] = {"socket_connect_timeout": SOCKET_TIMEOUT, "retry": no_retry, "protocol": 2}
-        self._client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT, **options)
-        self._subscriber_pool = redis.ConnectionPool.from_url(url, socket_timeout=None, **options)
-        self._origin = os.urandom(8).hex().encode()
-        # A channel of our own keeps the connection in pub/sub mode with no group; nobody publishes to it.
-        self._own_channel = (CHANNEL_PREFIX + "~" + self._origin.decode()).encode()
-        self._wanted: set[str] = set()  # the groups with members here
-        self._confirmed: dict[str, threading.Event] = {}
-        self._connection: Any = None  # the subscriber's, while connected
-        self._write_lock = threading.Lock()  # commands to the subscriber's connection
+        self._servers = servers(url)
+        self._presence = PresenceScripts(self._servers.client)
+        self._subscribe_command = "SSUBSCRIBE" if self._servers.sharded else "SUBSCRIBE"
+        self._unsubscribe_command = "SUNSUBSCRIBE" if self._servers.sharded else "UNSUBSCRIBE"
+        self._origin = process_id().encode()
+        # A channel of our own keeps a connection in pub/sub mode with no topic; nobody publishes to it.
+        self._own_channel = CHANNEL_PREFIX + "~" + self._origin.decode()
+        self._wanted: set[str] = set()  # the topics with members here
+        self._confirmed: dict[str, threading.Event] = {}  # by channel
+        self._links: list[Link] = []  # the subscriber's, while connected
+        self._write_lock = threading.Lock()  # commands to the subscriber's connections
         self._down_since: float | None = None  # an outage is known
         self._failure_logged = False  # this outage's unexpected failure, with its traceback
         self._subscribed_at: float | None = None  # when Redis confirmed this connection's subscription
+        self._back = threading.Event()  # set when Redis is back: write the presence entries again
         self._dropped = RateLimitedLog("dropped messages from Redis that are not broadcasts", LOG_EVERY)
         self._undelivered = RateLimitedLog("could not deliver messages from Redis", LOG_EVERY)
         self._closed = False
-        self._start_subscriber()
+        self._spawn(self._subscribe_forever, "duck_ws_sync-redis")
+        self._spawn(self._refresh_forever, "duck_ws_sync-presence")
 
-    # Publishing, from anywhere.
+    # Publishing and presence, from anywhere.
 
-    def publish(self, group: str, message: str | bytes, exclude: Any) -> None:
+    def publish(self, topic: str, message: str | bytes, exclude: Any) -> None:
         payload = encode(self._origin, message)
+        self._check_up()
+        try:
+            self._servers.publish(channel(topic), payload)
+        except UNAVAILABLE as exc:
+            self._went_down(exc)
+            raise BrokerUnavailable(f"Redis at {self._shown_url} is unavailable: {exc}") from exc
+        deliver(topic, message, exclude)
+
+    def enter(self, topic: str, member: Member) -> None:
+        """Write ``member``'s entry in the group's presence; while Redis is down, the refresh after writes it."""
+        if self._down_since is None:
+            with contextlib.suppress(*UNAVAILABLE):
+                self._presence.enter(topic, [member])
+
+    def depart(self, topic: str, connection_id: str) -> None:
+        """Delete a member's entry; while Redis is down, it expires by itself."""
+        if self._down_since is None:
+            with contextlib.suppress(*UNAVAILABLE):
+                self._presence.depart(topic, [connection_id])
+
+    def presence(self, topic: str) -> Presence:
+        self._check_up()
+        try:
+            return self._presence.read(topic)
+        except UNAVAILABLE as exc:
+            self._went_down(exc)
+            raise BrokerUnavailable(f"Redis at {self._shown_url} is unavailable: {exc}") from exc
+
+    def _check_up(self) -> None:
         down_since = self._down_since
         if down_since is not None:
             raise BrokerUnavailable(
                 f"Redis at {self._shown_url} is unavailable (for {time.monotonic() - down_since:.1f} s)"
             )
-        try:
-            self._client.publish(CHANNEL_PREFIX + group, payload)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._went_down(exc)
-            raise BrokerUnavailable(f"Redis at {self._shown_url} is unavailable: {exc}") from exc
-        deliver(group, message, exclude)
 
-    # Subscriptions, from groups.join and groups.leave (engine/groups.py).
+    # Subscriptions, from join and leave (engine/groups.py).
 
-    def subscribe(self, group: str) -> None:
-        """Receive ``group``'s messages; wait (at most SUBSCRIBE_WAIT) until Redis confirms."""
+    def subscribe(self, topic: str) -> None:
+        """Receive ``topic``'s messages; wait (at most SUBSCRIBE_WAIT) until Redis confirms."""
         confirmed = threading.Event()
+        name = channel(topic)
         with self._write_lock:
-            self._wanted.add(group)
-            self._confirmed[group] = confirmed
-            sent = self._send("SUBSCRIBE", CHANNEL_PREFIX + group)
+            self._wanted.add(topic)
+            self._confirmed[name] = confirmed
+            sent = self._send(self._subscribe_command, name)
         if sent or self._down_since is None:
-            # Sent, or the subscriber is connecting (it subscribes to every wanted group): wait for
+            # Sent, or the subscriber is connecting (it subscribes to every wanted topic): wait for
             # Redis to confirm, so that a broadcast made after the join reaches this member.
             confirmed.wait(SUBSCRIBE_WAIT)
 
-    def unsubscribe(self, group: str) -> None:
+    def unsubscribe(self, topic: str) -> None:
+        name = channel(topic)
         with self._write_lock:
-            if has_members(group):  # someone joined again meanwhile
+            if has_members(topic):  # someone joined again meanwhile
                 return
-            self._wanted.discard(group)
-            self._confirmed.pop(group, None)
-            self._send("UNSUBSCRIBE", CHANNEL_PREFIX + group)
+            self._wanted.discard(topic)
+            self._confirmed.pop(name, None)
+            self._send(self._unsubscribe_command, name)
 
     def close(self) -> None:
         self._closed = True
-        connection = self._connection
-        if connection is not None:
-            connection.disconnect()
+        self._back.set()
+        for link in self._links:
+            link.connection.disconnect()
 
-    def _send(self, *command: str) -> bool:
-        """Send a command on the subscriber's connection (the caller holds the write lock); False if down."""
-        connection = self._connection
-        if connection is None:
+    def _send(self, command: str, name: str) -> bool:
+        """Send ``command`` for channel ``name`` on its subscriber connection; False if down.
+
+        The caller holds the write lock.
+        """
+        links = self._links
+        if not links:
             return False  # the subscriber sends it when it connects
         try:
-            connection.send_command(*command)
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self._servers.link_for(name, links).connection.send_command(command, name)
+        except UNAVAILABLE:
             return False  # the subscriber sees the failure too, and reconnects
         return True
 
     # The subscriber.
 
-    def _start_subscriber(self) -> None:
+    @staticmethod
+    def _spawn(function: Any, name: str) -> None:
         from gevent import monkey  # noqa: PLC0415 (only to know whether sockets are cooperative)
 
         if monkey.is_module_patched("socket"):
             import gevent  # noqa: PLC0415
 
-            gevent.spawn(self._subscribe_forever)
+            gevent.spawn(function)
         else:
-            threading.Thread(target=self._subscribe_forever, name="duck_ws_sync-redis", daemon=True).start()
+            threading.Thread(target=function, name=name, daemon=True).start()
 
     def _subscribe_forever(self) -> None:
         """Listen, and start over after any failure: a worker whose subscriber ended would miss every broadcast."""
@@ -301,7 +269,7 @@ class RedisBroker:
         while not self._closed:
             try:
                 self._listen()
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 self._went_down(exc)
             except Exception as exc:  # an error reply, a reply of an odd shape...: start over too
                 self._went_down(exc, unexpected=True)
@@ -314,66 +282,97 @@ class RedisBroker:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _disconnect(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
+        links, self._links = self._links, []
+        for link in links:
             # Nothing here may end the subscriber; a socket that fails to close is dropped all the same.
             with contextlib.suppress(Exception):
-                connection.disconnect()
+                link.connection.disconnect()
 
     def _listen(self) -> None:
         self._subscribed_at = None
-        connection = self._subscriber_pool.make_connection()
-        connection.connect()
+        links = self._servers.links(self._own_channel)
+        waiting = {link.own_channel.encode() for link in links}  # each link's first confirmation
         with self._write_lock:
-            self._connection = connection
-            groups = sorted(self._wanted)
-            connection.send_command(
-                "SUBSCRIBE", self._own_channel.decode(), *(CHANNEL_PREFIX + group for group in groups)
-            )
-        unanswered = 0
+            self._links = links
+            for link in links:
+                link.connection.send_command(self._subscribe_command, link.own_channel)
+            for name in sorted(channel(topic) for topic in self._wanted):
+                self._servers.link_for(name, links).connection.send_command(self._subscribe_command, name)
         while not self._closed:
-            if not connection.can_read(timeout=PING_EVERY):
+            ready = _readable(links, PING_EVERY)
+            if not ready:
                 now = time.monotonic()
                 self._dropped.flush(now)
                 self._undelivered.flush(now)
-                if unanswered >= 2:
-                    raise redis.TimeoutError("Redis did not answer two pings")
                 with self._write_lock:
-                    connection.send_command("PING")
-                unanswered += 1
+                    for link in links:
+                        if link.unanswered >= 2:
+                            raise redis.TimeoutError("Redis did not answer two pings")
+                        link.connection.send_command("PING")
+                        link.unanswered += 1
                 continue
-            kind, channel, payload = read_reply(connection.read_response())
-            unanswered = 0
-            if kind == b"message":
-                self._receive(channel, payload)
-            elif kind == b"subscribe" and channel == self._own_channel:
-                # The first channel of the SUBSCRIBE above: the connection serves from here on.
-                self._subscribed_at = time.monotonic()
-            elif kind == b"subscribe":
-                self._confirm(channel)
-            if self._subscribed_at is not None:
-                self._back_up(len(groups))
+            for link in ready:
+                kind, subject, payload = read_reply(link.connection.read_response())
+                link.unanswered = 0
+                if kind == b"message":
+                    self._receive(subject, payload)
+                elif kind == b"subscribe" and subject in waiting:
+                    waiting.discard(subject)
+                    if not waiting:  # every connection serves from here on
+                        self._subscribed_at = time.monotonic()
+                elif kind == b"subscribe":
+                    self._confirm(subject)
+                elif kind == b"unsubscribe" and self._servers.sharded:
+                    self._lost(subject)
+            if self._subscribed_at is not None and self._down_since is not None:
+                self._back_up(len(self._wanted))
 
-    def _confirm(self, channel: bytes) -> None:
-        """Redis subscribed a group's ``channel``: wake the join that waits for it."""
-        confirmed = self._confirmed.get(channel.decode("utf-8", "replace")[len(CHANNEL_PREFIX) :])
+    def _confirm(self, name: bytes) -> None:
+        """Redis subscribed a topic's channel ``name``: wake the join that waits for it."""
+        confirmed = self._confirmed.get(name.decode("utf-8", "replace"))
         if confirmed is not None:
             confirmed.set()
 
-    def _receive(self, channel: bytes, payload: bytes) -> None:
-        """Deliver one message to the group's members here; whatever goes wrong is logged, and the next one comes."""
+    def _lost(self, name: bytes) -> None:
+        """A cluster unsubscribed us from a channel we still want (its slot moved): start over on the new masters."""
+        found = topic(name)
+        if found is not None and found in self._wanted:
+            raise redis.ConnectionError(f"the cluster moved {name.decode('utf-8', 'replace')} to another master")
+
+    def _receive(self, name: bytes, payload: bytes) -> None:
+        """Deliver one message to the topic's members here; whatever goes wrong is logged, and the next one comes."""
         try:
             verdict = decode(payload)
+            found = topic(name)
             if isinstance(verdict, Malformed):
-                self._dropped.note(channel, verdict.reason, time.monotonic())
-            elif channel == self._own_channel or not channel.startswith(CHANNEL_PREFIX.encode()):
-                self._dropped.note(channel, "a message on a channel of no group", time.monotonic())
+                self._dropped.note(name, verdict.reason, time.monotonic())
+            elif found is None or name.startswith(self._own_channel.encode()):
+                self._dropped.note(name, "a message on a channel of no group or user", time.monotonic())
             elif verdict.origin != self._origin:  # ours was delivered here when published
-                deliver(channel[len(CHANNEL_PREFIX) :].decode("utf-8", "replace"), verdict.message)
+                deliver(found, verdict.message)
         except Exception as exc:  # one message's failure must not end the subscriber
-            self._undelivered.note(channel, f"{type(exc).__name__}: {exc}", time.monotonic(), exc)
+            self._undelivered.note(name, f"{type(exc).__name__}: {exc}", time.monotonic(), exc)
 
-    def _went_down(self, exc: Exception, unexpected: bool = False) -> None:
+    # Presence: this worker's entries, written again before they expire.
+
+    def _refresh_forever(self) -> None:
+        """Write every member's entry again every REFRESH_EVERY s, and at once when Redis is back."""
+        while not self._closed:
+            self._back.wait(REFRESH_EVERY)
+            self._back.clear()
+            if self._closed or self._down_since is not None:
+                continue
+            try:
+                for group, group_members in present_everywhere().items():
+                    self._presence.enter(group, group_members)
+            except UNAVAILABLE as exc:
+                self._went_down(exc)
+            except Exception as exc:  # the next round tries again
+                logger.error("could not write the presence of this worker's members to Redis", exc_info=exc)
+
+    # Outages.
+
+    def _went_down(self, exc: BaseException, unexpected: bool = False) -> None:
         if self._closed:
             return
         started = self._down_since is None
@@ -395,14 +394,28 @@ class RedisBroker:
                 exc,
             )
 
-    def _back_up(self, groups: int) -> None:
+    def _back_up(self, topics: int) -> None:
         down_since = self._down_since
         if down_since is not None:
             self._down_since = None
             self._failure_logged = False
+            self._back.set()
             logger.warning(
-                "Redis at %s is back after %.1f s; %d groups subscribed again",
+                "Redis at %s is back after %.1f s; %d topics subscribed again",
                 self._shown_url,
                 time.monotonic() - down_since,
-                groups,
+                topics,
             )
+
+
+def _readable(links: list[Link], timeout: float) -> list[Link]:
+    """The links with a reply to read, waiting at most ``timeout`` for one (cooperatively under gevent)."""
+    if len(links) == 1:
+        return links if links[0].connection.can_read(timeout=timeout) else []
+    ready = [link for link in links if link.connection.can_read(timeout=0)]
+    if ready:
+        return ready
+    # The parser's buffers are empty: wait on the sockets themselves (redis-py keeps each in ``_sock``).
+    sockets = {link.connection._sock: link for link in links}
+    readable, _, _ = select.select(list(sockets), [], [], timeout)
+    return [sockets[sock] for sock in readable]

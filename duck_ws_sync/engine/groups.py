@@ -1,20 +1,25 @@
-"""Groups of connections, and one message to all of a group's members in this process.
+"""Groups of connections, each user's connections, and one message to all of them in this process.
 
-``WebSocketView.join(group)`` and ``leave(group)`` keep the membership
-here; a session leaves its groups when it ends. ``deliver`` hands a
-message to each member's outbox (``outbox.py``) and returns: the one who
-broadcasts only appends or writes what the member's socket takes at once.
+Membership is by topic: a group's (``group_topic``: ``WebSocketView.join``
+and ``leave``) or a user's (``user_topic``: every connection whose view
+set ``user_id``). A session leaves its topics when it ends. ``deliver``
+hands a message to each member's outbox (``outbox.py``) and returns: the
+one who broadcasts only appends or writes what the member's socket takes
+at once. A group's members carry their presence ``info``
+(``presence.py``).
 
-A group's messages from other processes come through the broker
-(``broker()``): the first member of a group here subscribes this process
-to it, the last one to leave unsubscribes. Which broker is configuration:
+A topic's messages from other processes come through the broker
+(``broker()``): the first member of a topic here subscribes this process
+to it, the last one to leave unsubscribes; joining and leaving a group
+also enter and leave its presence there. Which broker is configuration:
 ``configure(url)`` (``duck_ws_sync.configure_broker``), or the environment
 variable ``DUCK_WS_SYNC_BROKER`` read at first use. Unset or empty means
 delivery within this process (``LocalBroker``); any other URL names a broker
 by its scheme, found among the package's entry points
-(``duck_ws_sync.brokers`` in setup.cfg: ``redis://``, ``rediss://`` and
-``unix://`` are ``duck_ws_sync.brokers.redis``). A package of its own can
-add a broker the same way.
+(``duck_ws_sync.brokers`` in setup.cfg: ``redis://``, ``rediss://``,
+``unix://``, ``redis+sentinel://`` and ``redis+cluster://`` are
+``duck_ws_sync.brokers.redis``). A package of its own can add a broker the
+same way.
 """
 
 from __future__ import annotations
@@ -27,117 +32,209 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import OpCode, State
 from .outbox import Outbox
+from .presence import Member, Presence, UserId, connection_id
 
 if TYPE_CHECKING:
     from .session import Session
 
 __all__ = [
     "ENVIRONMENT_VARIABLE",
+    "GROUP",
+    "USER",
     "Broker",
     "LocalBroker",
     "broker",
     "configure",
     "deliver",
+    "group_topic",
     "has_members",
+    "identify",
     "join",
     "leave",
     "leave_all",
+    "member",
     "members",
+    "present",
+    "present_everywhere",
+    "user_topic",
 ]
 
 ENVIRONMENT_VARIABLE = "DUCK_WS_SYNC_BROKER"
 # The entry point group where brokers are found by their URL's scheme.
 ENTRY_POINTS = "duck_ws_sync.brokers"
+# A topic is its kind, one character, then the group's name or the user's id.
+GROUP, USER = "g", "u"
 
 # Joins, leaves and deliveries may come from several threads; nothing waits while holding it.
 _lock = threading.Lock()
-_groups: dict[str, set[Session]] = {}
+_topics: dict[str, set[Session]] = {}
+
+
+def group_topic(group: str) -> str:
+    """The topic of the group named ``group``."""
+    return GROUP + group
+
+
+def user_topic(user_id: UserId) -> str:
+    """The topic of the user ``user_id``: its connections, whatever worker serves them (42 and "42" are one)."""
+    return USER + str(user_id)
 
 
 class Broker(Protocol):
-    """What carries a group's messages to every process with members: ``broadcast`` publishes through it."""
+    """What carries a topic's messages to every process with members, and keeps the groups' presence.
 
-    def publish(self, group: str, message: str | bytes, exclude: Any) -> None: ...
-    def subscribe(self, group: str) -> None: ...
-    def unsubscribe(self, group: str) -> None: ...
+    ``broadcast`` and ``send_to_user`` publish through it; ``presence``
+    reads it.
+    """
+
+    def publish(self, topic: str, message: str | bytes, exclude: Any) -> None: ...
+    def subscribe(self, topic: str) -> None: ...
+    def unsubscribe(self, topic: str) -> None: ...
+    def enter(self, topic: str, member: Member) -> None: ...
+    def depart(self, topic: str, connection_id: str) -> None: ...
+    def presence(self, topic: str) -> Presence: ...
 
 
 class LocalBroker:
-    """Delivery within this process: no service, no subscription."""
+    """Delivery within this process: no service, no subscription; presence is this process's members."""
 
-    def publish(self, group: str, message: str | bytes, exclude: Any) -> None:
-        deliver(group, message, exclude)
+    def publish(self, topic: str, message: str | bytes, exclude: Any) -> None:
+        deliver(topic, message, exclude)
 
-    def subscribe(self, group: str) -> None:
+    def subscribe(self, topic: str) -> None:
         pass
 
-    def unsubscribe(self, group: str) -> None:
+    def unsubscribe(self, topic: str) -> None:
         pass
+
+    def enter(self, topic: str, member: Member) -> None:
+        pass
+
+    def depart(self, topic: str, connection_id: str) -> None:
+        pass
+
+    def presence(self, topic: str) -> Presence:
+        return Presence(tuple(present(topic)))
 
 
 # Membership.
 
 
-def join(session: Session, group: str) -> None:
-    """Make ``session`` a member of ``group`` (a no-op once its connection has ended)."""
+def join(session: Session, topic: str, info: Any = None) -> None:
+    """Make ``session`` a member of ``topic``, with presence ``info`` for a group (a no-op once it has ended)."""
     if session.state is State.CLOSED:
         return
     with _lock:
-        group_members = _groups.get(group)
-        first = group_members is None
-        if group_members is None:
-            group_members = _groups[group] = set()
-        group_members.add(session)
+        topic_members = _topics.get(topic)
+        first = topic_members is None
+        if topic_members is None:
+            topic_members = _topics[topic] = set()
+        topic_members.add(session)
         if session.groups is None:
-            session.groups = set()
-        session.groups.add(group)
-    if first:  # the broker delivers the group's messages to this process from now on
-        broker().subscribe(group)
+            session.groups = {}
+        session.groups[topic] = info
+    found = broker()
+    if first:  # the broker delivers the topic's messages to this process from now on
+        found.subscribe(topic)
+    if topic[0] == GROUP:
+        found.enter(topic, member(session, info))
 
 
-def leave(session: Session, group: str) -> None:
-    """``session`` is no longer a member of ``group``."""
+def leave(session: Session, topic: str) -> None:
+    """``session`` is no longer a member of ``topic``."""
     with _lock:
-        emptied = _leave(session, group)
-    if emptied:
-        broker().unsubscribe(group)
+        was_member = session.groups is not None and topic in session.groups
+        emptied = _leave(session, topic)
+    _left(session, [topic] if was_member else [], [topic] if emptied else [])
 
 
 def leave_all(session: Session) -> None:
-    """``session`` leaves every group (it has ended)."""
+    """``session`` leaves every topic (it has ended)."""
     with _lock:
-        emptied = [group for group in list(session.groups or ()) if _leave(session, group)]
-    for group in emptied:
-        broker().unsubscribe(group)
+        topics = list(session.groups or ())
+        emptied = [topic for topic in topics if _leave(session, topic)]
+    _left(session, topics, emptied)
 
 
-def _leave(session: Session, group: str) -> bool:
-    """Take ``session`` out of ``group``; True when that left the group without members here."""
-    group_members = _groups.get(group)
+def identify(session: Session, user_id: UserId | None) -> None:
+    """``session``'s connection is ``user_id``'s from now on (None: nobody's), for ``send_to_user`` and presence.
+
+    Before the session runs, it only records it: the session becomes a
+    member of the user's topic when it starts (``lifecycle.run``).
+    """
+    old, session.user_id = session.user_id, user_id
+    if session.loop is None or session.state is State.CLOSED:
+        return
+    if old is not None and (user_id is None or user_topic(old) != user_topic(user_id)):
+        leave(session, user_topic(old))
+    if user_id is not None:
+        join(session, user_topic(user_id))
+    found = broker()
+    for topic, info in list((session.groups or {}).items()):
+        if topic[0] == GROUP:  # its presence names the user now
+            found.enter(topic, member(session, info))
+
+
+def _leave(session: Session, topic: str) -> bool:
+    """Take ``session`` out of ``topic`` (the caller holds the lock); True when that left it without members here."""
+    topic_members = _topics.get(topic)
     emptied = False
-    if group_members is not None:
-        group_members.discard(session)
-        if not group_members:
-            del _groups[group]
+    if topic_members is not None:
+        topic_members.discard(session)
+        if not topic_members:
+            del _topics[topic]
             emptied = True
     if session.groups is not None:
-        session.groups.discard(group)
+        session.groups.pop(topic, None)
     return emptied
 
 
-def has_members(group: str) -> bool:
-    """Whether ``group`` has members in this process."""
-    return group in _groups
+def _left(session: Session, topics: list[str], emptied: list[str]) -> None:
+    """Tell the broker: ``session`` left ``topics``, and ``emptied`` have no members here any more."""
+    if not topics:
+        return
+    found = broker()
+    for topic in topics:
+        if topic[0] == GROUP:
+            found.depart(topic, connection_id(session))
+    for topic in emptied:
+        found.unsubscribe(topic)
 
 
-def members(group: str) -> list[Session]:
-    """The members of ``group`` in this process."""
+def has_members(topic: str) -> bool:
+    """Whether ``topic`` has members in this process."""
+    return topic in _topics
+
+
+def members(topic: str) -> list[Session]:
+    """The members of ``topic`` in this process."""
     with _lock:
-        return list(_groups.get(group, ()))
+        return list(_topics.get(topic, ()))
 
 
-def deliver(group: str, message: str | bytes, exclude: Any = None) -> int:
-    """Queue ``message`` (``str``: text, ``bytes``: binary) for every member of ``group`` here but ``exclude``.
+def member(session: Session, info: Any) -> Member:
+    """``session`` as a member of a group's presence, with ``info``."""
+    return Member(connection_id(session), session.user_id, info)
+
+
+def present(topic: str) -> list[Member]:
+    """The members of the group ``topic`` in this process, with their info."""
+    with _lock:
+        return [member(session, (session.groups or {}).get(topic)) for session in _topics.get(topic, ())]
+
+
+def present_everywhere() -> dict[str, list[Member]]:
+    """Every group with members in this process, and its members with their info (what a broker refreshes)."""
+    with _lock:
+        return {
+            topic: [member(session, (session.groups or {}).get(topic)) for session in sessions]
+            for topic, sessions in _topics.items()
+            if topic[0] == GROUP
+        }
+
+
+def deliver(topic: str, message: str | bytes, exclude: Any = None) -> int:
+    """Queue ``message`` (``str``: text, ``bytes``: binary) for every member of ``topic`` here but ``exclude``.
 
     ``exclude``: a view or session, or several, of this process.
 
@@ -152,8 +249,8 @@ def deliver(group: str, message: str | bytes, exclude: Any = None) -> int:
         raise TypeError(f"a broadcast is str (text) or bytes (binary), not {type(message).__name__}")
     skipped = _excluded(exclude)
     queued = 0
-    for member in members(group):
-        if member not in skipped and _outbox(member).push(data, opcode):
+    for session in members(topic):
+        if session not in skipped and _outbox(session).push(data, opcode):
             queued += 1
     return queued
 

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .accesslog import log_session
-from .groups import leave_all
+from .groups import join, leave_all, user_topic
 from .registry import ended, opened
 
 if TYPE_CHECKING:
@@ -24,14 +24,17 @@ __all__ = ["run"]
 def run(session: Session, loop: TaskCounting, transport: Transport) -> None:
     """Serve ``session`` on ``loop`` through ``transport``; return when it has ended, its ``on_close`` run.
 
-    Whatever ends it (the client, a failure, even the host killing what
-    runs it), the session leaves its groups, TCP is ended without losing
+    A session whose user is known (``authorize`` set ``user_id``) joins its
+    user's topic first. Whatever ends it (the client, a failure, even the
+    host killing what runs it), the session leaves its groups, TCP is ended without losing
     our last frame, ``on_close`` runs once, the loop's tasks are cancelled,
     and the session is counted and logged (``registry``, ``accesslog``).
     """
     opened(session)
     try:
         session.start(loop, transport)
+        if session.user_id is not None:  # set by ``authorize``
+            join(session, user_topic(session.user_id))
         loop.run_until_complete(session.inbox.run(session.hooks.serve(session)))
     finally:
         if session.groups:

@@ -104,7 +104,9 @@ class Session(Clock):
         connection: The protocol core.
         inbox: The messages on their way to ``serve``'s coroutine.
         loop: The connection's event loop, once the session runs.
-        groups: The groups this connection is a member of (``groups.py``), None before the first.
+        groups: The topics this connection is a member of (``groups.py``: its groups, with their presence
+            info, and its user's), None before the first.
+        user_id: Whose connection this is (``WebSocketView.user_id``), None for nobody's.
         outbox: Broadcasts waiting for this connection (``outbox.py``), None until one has to wait.
         runner: What runs the session on its host (a greenlet, a thread's ident), for shutting down.
         reading: Whether the client's frames are still read.
@@ -129,6 +131,7 @@ class Session(Clock):
         "reading",
         "runner",
         "upgrade",
+        "user_id",
     )
 
     def __init__(self, endpoint: Endpoint, upgrade: Upgrade, hooks: Hooks) -> None:
@@ -141,7 +144,8 @@ class Session(Clock):
             extensions=endpoint.extensions,
             answer_close_at_once=False,
         )
-        self.groups: set[str] | None = None
+        self.groups: dict[str, Any] | None = None
+        self.user_id: str | int | None = None
         self.outbox: Any = None  # an Outbox (outbox.py), which imports this module
         self.loop: Any = None
         self.runner: Any = None

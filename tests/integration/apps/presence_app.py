@@ -1,0 +1,138 @@
+"""Users and presence (view.user_id, view.join(group, info), duck_ws_sync.send_to_user and presence).
+
+- ``/ws/room/<room>?user=<id>&name=<name>``: ``authorize`` sets ``user_id``
+  from the query (none without ``user``; ``user=int:7`` sets the int 7);
+  ``on_open`` joins ``room`` with the info ``{"name": name}`` and says
+  ``joined``. Messages: ``pid`` (the worker's pid), ``leave`` (answers
+  ``left``), ``join:<group>`` (answers ``joined <group>``), ``user:<id>``
+  (sets ``user_id``, ``user:`` alone clears it; answers ``identified``),
+  ``rename:<name>`` (joins the room again with that name; ``renamed``),
+  ``to:<id>:<text>`` (``send_to_user`` from the hook, this tab excluded;
+  ``sent``).
+- ``/ws/plain/<room>?user=<id>``: the same identity and join, with plain
+  ``def`` hooks.
+- ``GET /presence/<room>``: the room's presence as JSON: ``count``,
+  ``users`` (sorted by their repr), ``members`` (``[id, user_id, info]``).
+- ``POST /user/<id>``: the body to every connection of user ``<id>``
+  (binary with the query ``binary``, the int id with ``int``).
+
+Every plain response says which worker made it (``X-Worker-Pid``); a
+broker that cannot serve (``BrokerUnavailable``) is a 503. ``?hold``
+blocks the worker that accepted the connection for 50 ms, so that the next
+connections go to the other workers.
+"""
+
+import json
+import os
+import re
+import urllib.parse
+
+from gevent import monkey
+
+from duck_ws_sync import BrokerUnavailable, OpCode, WebSocketMiddleware, WebSocketView, presence, send_to_user
+from duck_ws_sync.urls import path
+
+
+def user_of(text):
+    """``int:7`` is the int 7; any other text is itself."""
+    return int(text[4:]) if text.startswith("int:") else text
+
+
+class Room(WebSocketView):
+    PING_INTERVAL = None
+    SEND_TIMEOUT = 3
+    CLOSE_TIMEOUT = 2
+
+    async def authorize(self):
+        user = self.request.GET.get("user")
+        if user:
+            self.user_id = user_of(user)
+
+    async def on_open(self):
+        if "hold" in self.request.GET:
+            # Block this worker for a moment, so that connections made meanwhile go to the others.
+            monkey.get_original("time", "sleep")(0.05)
+        self.join(self.kwargs["room"], {"name": self.request.GET.get("name", "")})
+        await self.send_text("joined")
+
+    async def on_receive(self, data, opcode):
+        text = data.decode("utf-8") if opcode == OpCode.TEXT else ""
+        await self.send_text(self.answer(text))
+
+    def answer(self, text):
+        room = self.kwargs["room"]
+        if text == "pid":
+            return str(os.getpid())
+        if text == "leave":
+            self.leave(room)
+            return "left"
+        if text.startswith("join:"):
+            self.join(text[5:])
+            return "joined " + text[5:]
+        if text.startswith("user:"):
+            self.user_id = user_of(text[5:]) if text[5:] else None
+            return "identified"
+        if text.startswith("rename:"):
+            self.join(room, {"name": text[7:]})
+            return "renamed"
+        if text.startswith("to:"):
+            user, _, message = text[3:].partition(":")
+            try:
+                send_to_user(user_of(user), message, exclude=self)
+            except BrokerUnavailable as exc:
+                return f"unavailable: {exc}"
+            return "sent"
+        return "?"
+
+
+class PlainRoom(WebSocketView):
+    PING_INTERVAL = None
+
+    def authorize(self):
+        user = self.request.GET.get("user")
+        if user:
+            self.user_id = user_of(user)
+
+    def on_open(self):
+        self.join(self.kwargs["room"], {"name": "plain"})
+        self.send_text("joined")
+
+    def on_receive(self, data, opcode):
+        self.send_text(Room.answer(self, data.decode("utf-8")))
+
+
+def plain(environ, start_response):
+    try:
+        return answer(environ, start_response)
+    except BrokerUnavailable as exc:
+        start_response("503 Service Unavailable", headers())
+        return [f"unavailable: {exc}".encode()]
+
+
+def headers(kind="text/plain"):
+    return [("Content-Type", kind), ("X-Worker-Pid", str(os.getpid()))]
+
+
+def answer(environ, start_response):
+    route = urllib.parse.unquote(environ["PATH_INFO"])
+    query = environ.get("QUERY_STRING", "")
+    if match := re.fullmatch(r"/presence/(.+)", route):
+        found = presence(match.group(1))
+        body = {
+            "count": found.count,
+            "users": sorted(found.users, key=repr),
+            "members": [[member.connection_id, member.user_id, member.info] for member in found.members],
+        }
+        start_response("200 OK", headers("application/json"))
+        return [json.dumps(body).encode()]
+    if match := re.fullmatch(r"/user/(.+)", route):
+        message = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        user = int(match.group(1)) if query == "int" else match.group(1)
+        send_to_user(user, message if query == "binary" else message.decode("utf-8"))
+        start_response("200 OK", headers())
+        return [b"sent"]
+    start_response("404 Not Found", headers())
+    return [b"not found"]
+
+
+app = WebSocketMiddleware(plain, [path("/ws/room/<room>", Room), path("/ws/plain/<room>", PlainRoom)])
