@@ -163,6 +163,7 @@ class RedisBroker:
         self._back = threading.Event()  # set when Redis is back: write the presence entries again
         self._dropped = RateLimitedLog("dropped messages from Redis that are not broadcasts", LOG_EVERY)
         self._undelivered = RateLimitedLog("could not deliver messages from Redis", LOG_EVERY)
+        self._unwritten = RateLimitedLog("could not write presence entries to Redis", LOG_EVERY)
         self._closed = False
         self._spawn(self._subscribe_forever, "duck_ws_sync-redis")
         self._spawn(self._refresh_forever, "duck_ws_sync-presence")
@@ -180,16 +181,20 @@ class RedisBroker:
         deliver(topic, message, exclude)
 
     def enter(self, topic: str, member: Member) -> None:
-        """Write ``member``'s entry in the group's presence; while Redis is down, the refresh after writes it."""
+        """Write ``member``'s entry in the group's presence; if Redis cannot take it now, the next refresh does."""
         if self._down_since is None:
-            with contextlib.suppress(*UNAVAILABLE):
+            try:
                 self._presence.enter(topic, [member])
+            except redis.RedisError as exc:  # never the join's failure: logged, and written again later
+                self._unwritten.note(channel(topic).encode(), f"{type(exc).__name__}: {exc}", time.monotonic())
 
     def depart(self, topic: str, connection_id: str) -> None:
-        """Delete a member's entry; while Redis is down, it expires by itself."""
+        """Delete a member's entry; if Redis cannot take it now, the entry expires by itself."""
         if self._down_since is None:
-            with contextlib.suppress(*UNAVAILABLE):
+            try:
                 self._presence.depart(topic, [connection_id])
+            except redis.RedisError as exc:
+                self._unwritten.note(channel(topic).encode(), f"{type(exc).__name__}: {exc}", time.monotonic())
 
     def presence(self, topic: str) -> Presence:
         self._check_up()
@@ -304,6 +309,7 @@ class RedisBroker:
                 now = time.monotonic()
                 self._dropped.flush(now)
                 self._undelivered.flush(now)
+                self._unwritten.flush(now)
                 with self._write_lock:
                     for link in links:
                         if link.unanswered >= 2:
@@ -362,13 +368,14 @@ class RedisBroker:
             self._back.clear()
             if self._closed or self._down_since is not None:
                 continue
-            try:
-                for group, group_members in present_everywhere().items():
+            for group, group_members in present_everywhere().items():
+                try:
                     self._presence.enter(group, group_members)
-            except UNAVAILABLE as exc:
-                self._went_down(exc)
-            except Exception as exc:  # the next round tries again
-                logger.error("could not write the presence of this worker's members to Redis", exc_info=exc)
+                except UNAVAILABLE as exc:
+                    self._went_down(exc)
+                    break
+                except redis.RedisError as exc:  # this group's; the others, and the next round, go on
+                    self._unwritten.note(channel(group).encode(), f"{type(exc).__name__}: {exc}", time.monotonic())
 
     # Outages.
 

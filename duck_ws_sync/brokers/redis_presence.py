@@ -74,13 +74,13 @@ return 1
 # KEYS: members, expiry. Removes the expired entries, then answers every entry left, flat: id, entry, ...
 _READ = """
 local now = redis.call('TIME')
-local until = now[1] * 1000 + math.floor(now[2] / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', until)
+local limit = now[1] * 1000 + math.floor(now[2] / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', limit)
 for i = 1, #gone, {batch} do
     redis.call('HDEL', KEYS[1], unpack(gone, i, math.min(i + {batch} - 1, #gone)))
 end
 if #gone > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', until)
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', limit)
 end
 return redis.call('HGETALL', KEYS[1])
 """.replace("{batch}", str(_BATCH))
