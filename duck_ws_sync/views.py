@@ -24,7 +24,7 @@ from .engine.groups import group_topic, identify
 from .engine.groups import join as join_topic
 from .engine.groups import leave as leave_topic
 from .engine.inbox import END
-from .engine.presence import UserId, check_user_id
+from .engine.presence import UserId, check_info, check_user_id
 from .engine.registry import close_all, first_close
 from .engine.session import Session
 from .hooks import HookGuard, accepts_frame, call_guarded, plain_hooks, run_hook
@@ -376,15 +376,16 @@ class WebSocketView:
 
         The connection is also in the group's presence
         (``duck_ws_sync.presence(group)``), with ``user_id`` and ``info``:
-        something small that ``json.dumps`` takes (a name, a status),
-        replaced by joining again. Membership ends by itself when the
-        connection closes.
+        something small that ``json.dumps`` takes (a name, a status; at
+        most 4 KiB of JSON), replaced by joining again. Membership ends by
+        itself when the connection closes.
 
         Raises:
             TypeError: ``info`` is not JSON-serializable (whatever the
                 broker: Redis stores it as JSON).
+            ValueError: ``info`` is over 4 KiB as JSON.
         """
-        json.dumps(info)
+        check_info(info)
         if self.session is not None:
             join_topic(self.session, group_topic(group), info)
 

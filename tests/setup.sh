@@ -2,7 +2,8 @@
 # What the test suite needs beyond Python's standard library: this package
 # with its test and duck extras, Node.js with the npm packages of the interoperability
 # suite (ws, playwright-core), Debian's Chromium, redis-server for the
-# broadcast tests and PostgreSQL for the Django ones (started by the tests themselves). Missing Debian packages
+# broadcast tests, redis-sentinel for the Sentinel ones and PostgreSQL for the
+# Django ones (started by the tests themselves). Missing Debian packages
 # are installed with apt-get, which needs root.
 set -eu
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v redis-sentinel >/dev/null 2>&1 || missing="$missing redis-sentinel"
 # PostgreSQL for the Django tests (Debian keeps its programs off the PATH).
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 if [ -n "$missing" ]; then

@@ -38,9 +38,11 @@ __all__ = ["SOCKET_TIMEOUT", "UNAVAILABLE", "Link", "Servers", "servers"]
 # How long a command or a connection attempt may take before the broker counts as unavailable.
 SOCKET_TIMEOUT = 1.0
 
-# What a command raises while Redis cannot serve it: down, failing over, a cluster without a slot's master.
+# What a command raises while Redis cannot serve it: down, failing over, a cluster without a slot's
+# master or whose slots are moving (MOVED or ASK to a subscriber: its topology is out of date).
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
+    redis.exceptions.AskError,
     redis.TimeoutError,
     redis.exceptions.ClusterError,
     redis.exceptions.ReadOnlyError,
@@ -82,6 +84,10 @@ class Servers:
         """Which of ``links`` subscribes to ``channel``."""
         return links[0]
 
+    def stale(self, links: list[Link]) -> bool:
+        """Whether ``links`` no longer reach the servers they should (a master that is one no more)."""
+        return False
+
     def close(self) -> None:
         self.client.close()
 
@@ -104,6 +110,20 @@ class SentinelServers(Servers):
         sentinel = Sentinel(addresses, sentinel_kwargs={**timeouts, "retry": Retry(NoBackoff(), 0)}, **timeouts)
         self.client = sentinel.master_for(service, socket_timeout=SOCKET_TIMEOUT, **master_options)
         self._subscriber_pool = sentinel.master_for(service, socket_timeout=None, **master_options).connection_pool
+        self._sentinel = sentinel
+        self._service = service
+
+    def stale(self, links: list[Link]) -> bool:
+        """Whether the sentinels name another master than the subscriber's.
+
+        A subscriber only reads, so it never hears the ``READONLY`` that
+        tells a writer its master was demoted: after a failover that left
+        the old master running, it would go on listening there until
+        Sentinel reconfigured it (seconds later), missing what is published
+        on the new master meanwhile.
+        """
+        master = self._sentinel.discover_master(self._service)
+        return any((link.connection.host, link.connection.port) != master for link in links)
 
 
 class ClusterServers(Servers):

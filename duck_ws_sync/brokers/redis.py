@@ -164,6 +164,7 @@ class RedisBroker:
         self._dropped = RateLimitedLog("dropped messages from Redis that are not broadcasts", LOG_EVERY)
         self._undelivered = RateLimitedLog("could not deliver messages from Redis", LOG_EVERY)
         self._unwritten = RateLimitedLog("could not write presence entries to Redis", LOG_EVERY)
+        self._stale = False  # the subscriber's connections reach a master that is one no more
         self._closed = False
         self._spawn(self._subscribe_forever, "duck_ws_sync-redis")
         self._spawn(self._refresh_forever, "duck_ws_sync-presence")
@@ -295,6 +296,7 @@ class RedisBroker:
 
     def _listen(self) -> None:
         self._subscribed_at = None
+        self._stale = False
         links = self._servers.links(self._own_channel)
         waiting = {link.own_channel.encode() for link in links}  # each link's first confirmation
         with self._write_lock:
@@ -304,6 +306,8 @@ class RedisBroker:
             for name in sorted(channel(topic) for topic in self._wanted):
                 self._servers.link_for(name, links).connection.send_command(self._subscribe_command, name)
         while not self._closed:
+            if self._stale:
+                raise redis.ConnectionError("the master changed (a failover): reconnecting to the new one")
             ready = _readable(links, PING_EVERY)
             if not ready:
                 now = time.monotonic()
@@ -368,6 +372,7 @@ class RedisBroker:
             self._back.clear()
             if self._closed or self._down_since is not None:
                 continue
+            self._check_links()
             for group, group_members in present_everywhere().items():
                 try:
                     self._presence.enter(group, group_members)
@@ -376,6 +381,16 @@ class RedisBroker:
                     break
                 except redis.RedisError as exc:  # this group's; the others, and the next round, go on
                     self._unwritten.note(channel(group).encode(), f"{type(exc).__name__}: {exc}", time.monotonic())
+
+    def _check_links(self) -> None:
+        """Have the subscriber start over if its connections reach a master that is one no more."""
+        links = self._links
+        try:
+            stale = bool(links) and self._servers.stale(links)
+        except UNAVAILABLE:
+            return  # the sentinels cannot say now; the next round asks again
+        if stale:
+            self._stale = True  # the subscriber starts over within PING_EVERY
 
     # Outages.
 

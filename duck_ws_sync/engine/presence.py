@@ -8,6 +8,7 @@ in Redis for Redis (``brokers/redis_presence.py``).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Member", "Presence", "UserId", "check_user_id", "connection_id", "process_id"]
+__all__ = ["MAX_INFO", "Member", "Presence", "UserId", "check_info", "check_user_id", "connection_id", "process_id"]
 
 UserId = str | int
+# The largest presence info, as JSON: presence is read whole, so each entry stays small.
+MAX_INFO = 4096
 
 _process: tuple[int, str] = (0, "")
 
@@ -52,6 +55,13 @@ def check_user_id(user_id: object) -> None:
     """Raise TypeError unless ``user_id`` is a str, an int (not a bool) or None."""
     if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, (str, int))):
         raise TypeError(f"a user_id is a str or an int, not {type(user_id).__name__}")
+
+
+def check_info(info: object) -> None:
+    """Raise unless ``info`` is JSON-serializable (TypeError) and at most ``MAX_INFO`` bytes of it (ValueError)."""
+    size = len(json.dumps(info, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_INFO:
+        raise ValueError(f"a presence info is at most {MAX_INFO} bytes of JSON, not {size}")
 
 
 def process_id() -> str:

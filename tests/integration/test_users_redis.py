@@ -161,6 +161,7 @@ def test_a_killed_workers_members_leave_the_presence_and_the_others_stay(
             time.sleep(0.25)
             found = presence(server, "crash")
         gone_after = time.monotonic() - killed_at
+        print(f"presence: {by_worker[victim]} members of a killed worker gone {gone_after:.1f} s after the SIGKILL")
         assert found["count"] == survivors, f"{found['count']} members after {gone_after:.1f} s"
         assert gone_after < DEAD_WORKER_BOUND
         surviving_names = sorted(f"m{index}" for index, (_, pid) in enumerate(members) if pid != victim)

@@ -15,6 +15,7 @@
   ``users`` (sorted by their repr), ``members`` (``[id, user_id, info]``).
 - ``POST /user/<id>``: the body to every connection of user ``<id>``
   (binary with the query ``binary``, the int id with ``int``).
+- ``POST /broadcast/<room>``: the body to every member of the room.
 
 Every plain response says which worker made it (``X-Worker-Pid``); a
 broker that cannot serve (``BrokerUnavailable``) is a 503. ``?hold``
@@ -29,7 +30,15 @@ import urllib.parse
 
 from gevent import monkey
 
-from duck_ws_sync import BrokerUnavailable, OpCode, WebSocketMiddleware, WebSocketView, presence, send_to_user
+from duck_ws_sync import (
+    BrokerUnavailable,
+    OpCode,
+    WebSocketMiddleware,
+    WebSocketView,
+    broadcast,
+    presence,
+    send_to_user,
+)
 from duck_ws_sync.urls import path
 
 
@@ -129,6 +138,10 @@ def answer(environ, start_response):
         message = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         user = int(match.group(1)) if query == "int" else match.group(1)
         send_to_user(user, message if query == "binary" else message.decode("utf-8"))
+        start_response("200 OK", headers())
+        return [b"sent"]
+    if match := re.fullmatch(r"/broadcast/(.+)", route):
+        broadcast(match.group(1), environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode("utf-8"))
         start_response("200 OK", headers())
         return [b"sent"]
     start_response("404 Not Found", headers())

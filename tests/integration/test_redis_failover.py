@@ -1,0 +1,193 @@
+"""Redis that survives losing a node: a master found through Sentinel, and a Redis Cluster with sharded pub/sub.
+
+Real processes, started by the tests on 127.0.0.1 (tests/integration/redis_service.py):
+a master, a replica and three sentinels; six cluster nodes (three masters,
+three replicas) made with ``redis-cli --cluster create``. gunicorn serves
+tests/integration/apps/presence_app.py with ``DUCK_WS_SYNC_BROKER`` set to
+``redis+sentinel://...`` or ``redis+cluster://...``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from duck_ws_sync.brokers.redis import CHANNEL_PREFIX, USER_CHANNEL_PREFIX
+from duck_ws_sync.testing import LiveServer, WebSocketClient, serve
+from tests.integration.redis_service import ClusterService, SentinelService
+from tests.integration.test_users_redis import made, nothing_more, post, presence, spread
+
+__all__ = ["made"]  # a fixture of the other module, used here
+
+APP = "tests.integration.apps.presence_app:app"
+# Delivery is back within this many seconds of the failover (Sentinel) or the takeover (Cluster).
+SENTINEL_BOUND, CLUSTER_BOUND = 15.0, 20.0
+
+
+def gunicorn(url: str, workers: int = 2, worker: str = "gevent") -> object:
+    args = ["-w", str(workers), "--threads", "64", "--worker-connections", "16"]
+    return serve(APP, "gunicorn", worker=worker, args=args, env={"DUCK_WS_SYNC_BROKER": url})
+
+
+def delivered(server: LiveServer, room: str, members: list[WebSocketClient], text: str) -> bool:
+    """Broadcast ``text`` to ``room``: True once every member got it, False if the broker refused it or a member
+    missed it (pub/sub is at most once: a worker whose subscriber is still reconnecting misses what is published).
+
+    Messages of earlier attempts that arrive first are skipped.
+    """
+    status, body = post(server, f"/broadcast/{room}", text.encode())
+    if status == 503:
+        assert body.startswith(b"unavailable: Redis at redis"), body
+        return False
+    assert status == 200, (status, body)
+    return all(receives(ws, text) for ws in members)
+
+
+def receives(ws: WebSocketClient, text: str, within: float = 1.0) -> bool:
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            if ws.receive(timeout=left) == text:
+                return True
+        except AssertionError:  # nothing more within the time
+            return False
+    return False
+
+
+def until_delivered(
+    server: LiveServer, room: str, members: list[WebSocketClient], bound: float
+) -> tuple[float, list[float]]:
+    """Broadcast every 0.2 s until one reaches every member: how long it took, and how long each refusal took."""
+    started = time.monotonic()
+    refusals: list[float] = []
+    attempt = 0
+    while time.monotonic() - started < bound + 10:
+        attempt += 1
+        asked = time.monotonic()
+        if delivered(server, room, members, f"after the failure #{attempt}"):
+            return time.monotonic() - started, refusals
+        refusals.append(time.monotonic() - asked)
+        time.sleep(0.2)
+    raise AssertionError(f"no broadcast reached every member within {bound + 10} s")
+
+
+# Sentinel.
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[SentinelService]:
+    service = SentinelService()
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_sentinel_a_killed_master_is_replaced_and_delivery_resumes_on_the_same_connections(
+    sentinel: SentinelService, made: list[WebSocketClient]
+) -> None:
+    with gunicorn(sentinel.url) as server:
+        assert isinstance(server, LiveServer)
+        members = spread(server, "watched", ["u1", "u1", "u2", None, "u3", "u1"], made)
+        clients = [ws for ws, _ in members]
+        assert len({pid for _, pid in members}) == 2, "every member is in one worker"
+        assert delivered(server, "watched", clients, "before")
+        assert presence(server, "watched")["count"] == 6
+
+        old = sentinel.kill_master()
+        # Meanwhile: refused, and at once (a broadcast either reaches every member or says no).
+        asked = time.monotonic()
+        assert not delivered(server, "watched", clients, "while the master is down")
+        assert time.monotonic() - asked < 2.0
+        new = sentinel.wait_for_failover(old)
+        failed_over = time.monotonic() - asked
+        assert new != old
+        waited, refusals = until_delivered(server, "watched", clients, SENTINEL_BOUND)
+        print(f"Sentinel: failover {failed_over:.1f} s after the kill, delivery back {waited:.1f} s after it")
+        assert waited < SENTINEL_BOUND, f"delivery resumed {waited:.1f} s after the failover"
+        assert not refusals or max(refusals) < 2.0, refusals
+
+        # No client reconnected: the same connections get what follows, through any worker.
+        assert post(server, "/user/u1", b"for u1 after the failover") == (200, b"sent")
+        assert [clients[index].receive() for index in (0, 1, 5)] == ["for u1 after the failover"] * 3
+        nothing_more([clients[index] for index in (2, 3, 4)])
+        assert presence(server, "watched")["count"] == 6
+
+
+# Cluster.
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterService]:
+    service = ClusterService()
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def rooms_on_each_master(cluster: ClusterService) -> dict[int, str]:
+    """A room name per master port, whose channel lives on that master's slots."""
+    rooms: dict[int, str] = {}
+    for index in range(1000):
+        room = f"room{index}"
+        rooms.setdefault(cluster.node_for(CHANNEL_PREFIX + room), room)
+        if len(rooms) == len(cluster.masters()):
+            return rooms
+    raise AssertionError("no room lands on some master")
+
+
+def test_cluster_groups_on_every_master_and_users_across_two_gunicorn_masters(
+    cluster: ClusterService, made: list[WebSocketClient]
+) -> None:
+    rooms = rooms_on_each_master(cluster)
+    assert len(rooms) == 3
+    assert cluster.node_for(USER_CHANNEL_PREFIX + "u1") in rooms  # a user's channel has a master too
+    with gunicorn(cluster.url) as first, gunicorn(cluster.url) as second:
+        assert isinstance(first, LiveServer) and isinstance(second, LiveServer)
+        members: dict[str, list[WebSocketClient]] = {}
+        for room in rooms.values():
+            here = spread(first, room, ["u1", "u2", None], made)
+            there = spread(second, room, ["u1", "u3"], made)
+            members[room] = [ws for ws, _ in here + there]
+        for room, clients in members.items():
+            for server in (first, second):
+                assert delivered(server, room, clients, f"to {room} through {server.port}")
+            found = presence(second, room)
+            assert found["count"] == 5 and set(found["users"]) == {"u1", "u2", "u3"}
+        assert post(first, "/user/u1", b"to u1 everywhere") == (200, b"sent")
+        u1 = [clients[index] for clients in members.values() for index in (0, 3)]
+        assert [ws.receive() for ws in u1] == ["to u1 everywhere"] * 6
+        nothing_more([clients[index] for clients in members.values() for index in (1, 2, 4)])
+
+
+def test_cluster_a_killed_master_is_taken_over_and_delivery_resumes(
+    cluster: ClusterService, made: list[WebSocketClient]
+) -> None:
+    rooms = rooms_on_each_master(cluster)
+    with gunicorn(cluster.url) as first, gunicorn(cluster.url) as second:
+        assert isinstance(first, LiveServer) and isinstance(second, LiveServer)
+        members: dict[str, list[WebSocketClient]] = {}
+        for room in rooms.values():
+            here, there = spread(first, room, ["a", "b"], made), spread(second, room, ["c"], made)
+            members[room] = [ws for ws, _ in here + there]
+        victim, room = next(iter(rooms.items()))
+        assert delivered(first, room, members[room], "before")
+
+        cluster.kill(victim)
+        killed_at = time.monotonic()
+        cluster.wait_for_takeover(victim, timeout=30)
+        took_over = time.monotonic() - killed_at
+        waited, refusals = until_delivered(second, room, members[room], CLUSTER_BOUND)
+        print(f"Cluster: takeover {took_over:.1f} s after the kill, delivery back {waited:.1f} s after it")
+        assert waited < CLUSTER_BOUND, f"delivery resumed {waited:.1f} s after the takeover ({took_over:.1f} s)"
+        assert not refusals or max(refusals) < 2.0, refusals
+        for other in rooms.values():  # and on the masters that lived, through both gunicorn masters
+            for server in (first, second):
+                waited_too, _ = until_delivered(server, other, members[other], CLUSTER_BOUND)
+                assert waited_too < CLUSTER_BOUND
+        assert presence(first, room)["count"] == 3
