@@ -92,7 +92,9 @@ def test_a_groups_keys_share_one_hash_tag_whatever_its_name() -> None:
 
 def test_ten_thousand_members_enter_and_are_read_back(scripts: PresenceScripts) -> None:
     topic = group_topic("big")
-    members = [Member(f"w-{index:x}", f"u{index % 100}" if index % 3 else index, {"n": index}) for index in range(10_000)]
+    members = [
+        Member(f"w-{index:x}", f"u{index % 100}" if index % 3 else index, {"n": index}) for index in range(10_000)
+    ]
     scripts.enter(topic, members)  # one call: the script writes in batches of 500
     found = scripts.read(topic)
     assert found.count == 10_000
