@@ -94,7 +94,8 @@ def servers(root: Path, compare: Sequence[Path] = ()) -> list[Spec]:
             gunicorn=True, threaded=True,
         ),
     ]  # fmt: skip
-    # W5 through groups and duck_ws_sync.broadcast: in one worker, and across two through Redis.
+    # W5 through groups and duck_ws_sync.broadcast, and to one user's 1,000 connections with
+    # send_to_user: in one worker, and across two through Redis.
     specs += [
         _peer(
             "duck-groups", "duck_ws_sync broadcast() (gunicorn gevent)", _gunicorn("duck_groups_app:app"), root,
@@ -103,6 +104,15 @@ def servers(root: Path, compare: Sequence[Path] = ()) -> list[Spec]:
         _peer(
             "duck-redis", "duck_ws_sync broadcast() via Redis (gunicorn gevent -w 2)",
             _gunicorn("duck_groups_app:app", workers=2), root, gunicorn=True, bcast_only=True, workers=2, redis=True,
+        ),
+        _peer(
+            "duck-user", "duck_ws_sync send_to_user() (gunicorn gevent)", _gunicorn("duck_groups_app:users_app"), root,
+            gunicorn=True, bcast_only=True,
+        ),
+        _peer(
+            "duck-user-redis", "duck_ws_sync send_to_user() via Redis (gunicorn gevent -w 2)",
+            _gunicorn("duck_groups_app:users_app", workers=2), root, gunicorn=True, bcast_only=True, workers=2,
+            redis=True,
         ),
     ]  # fmt: skip
     for number, other in enumerate(compare, 1):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+import presence
 from catalog import RAW
 
 Cells = dict[str, Any]
@@ -226,6 +227,8 @@ def render(results: dict[str, Any]) -> str:
         ]
     if results["http_servers"]:
         parts.append(http_table(results))
+    if results.get("presence"):
+        parts.append(presence.render(results["presence"]))
     parts.append(load_lines(results))
     if details := details_table(results):
         parts.append(details)

@@ -1,6 +1,6 @@
 """WebSocket benchmark: duck_ws_sync next to raw gevent TCP, aiohttp, websockets, gevent-websocket and Flask-Sock.
 
-One command runs every workload (W1-W5 and HTTP, see bench/README.md)
+One command runs every workload (W1-W5, HTTP and PRESENCE, see bench/README.md)
 against every server, in ``--rounds`` interleaved rounds, the server order
 rotating from round to round; servers are pinned to core 0 and our Go load
 generator (built on first use) to core 1. It prints a markdown table of
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import catalog
+import presence
 import report
 from clients import ensure_built, probe
 from procs import BenchError, LoadSnapshot, Server, ServerError, Spec, other_load, redis_server, start_all, stop_all
@@ -241,10 +242,14 @@ def main() -> None:
         path = (arguments.json or OUTPUT / time.strftime("results-%Y%m%d-%H%M%S.json")).resolve()
         before = LoadSnapshot.take()
         try:
-            with redis_server(catalog.REDIS_PORT, any(spec.redis for spec in specs)):
+            timing_presence = "PRESENCE" in arguments.workloads.upper()
+            with redis_server(catalog.REDIS_PORT, timing_presence or any(spec.redis for spec in specs)):
                 for number in range(arguments.rounds):
                     print(f"round {number + 1}/{arguments.rounds}", file=sys.stderr, flush=True)
                     results["rounds"].append(run_round(number, specs, http_specs, rows, settings, log_dir))
+                if timing_presence:
+                    print("presence()", file=sys.stderr, flush=True)
+                    results["presence"] = presence.measure(arguments.root, catalog.REDIS_URL)
         finally:
             results["machine_load"] = other_load(before, LoadSnapshot.take())
             results["summary"] = report.summarize(results)

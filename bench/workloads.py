@@ -20,7 +20,7 @@ from clients import ClientError, loadgen, probe, wrk
 from procs import BenchError, Server, ServerError, Spec
 
 MiB = 1 << 20
-GROUPS = ("W1", "W2", "W3", "W4", "W5", "HTTP")  # what --workloads selects
+GROUPS = ("W1", "W2", "W3", "W4", "W5", "HTTP", "PRESENCE")  # what --workloads selects
 SAMPLE_EVERY = 0.25  # seconds between RSS samples during W4's hold
 
 

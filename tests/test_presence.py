@@ -140,5 +140,5 @@ def test_entries_that_are_not_ours_are_left_out(scripts: PresenceScripts, redis_
 
 
 def test_decoding_keeps_each_user_ids_type() -> None:
-    found = decode_members([b"a", b'["42", null]', b"b", b"[42, {}]", b"c", b"[null, 1]"])
+    found = decode_members([(b"a", b'["42", null]'), (b"b", b"[42, {}]"), (b"c", b"[null, 1]")])
     assert [member.user_id for member in found.members] == ["42", 42, None]

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..engine.presence import Member, Presence
 
-__all__ = ["EXPIRE_AFTER", "REFRESH_EVERY", "PresenceScripts", "decode_members", "keys"]
+__all__ = ["EXPIRE_AFTER", "REFRESH_EVERY", "PresenceScripts", "decode_members", "decode_reply", "keys"]
 
 # A live worker writes its entries again this often...
 REFRESH_EVERY = 4.0
@@ -71,7 +71,8 @@ redis.call('ZREM', KEYS[2], unpack(ARGV))
 return 1
 """
 
-# KEYS: members, expiry. Removes the expired entries, then answers every entry left, flat: id, entry, ...
+# KEYS: members, expiry. Removes the expired entries, then answers every entry left as one JSON
+# array of [id, entry] (one reply to parse rather than two per member; an entry is JSON already).
 _READ = """
 local now = redis.call('TIME')
 local limit = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -82,7 +83,12 @@ end
 if #gone > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', limit)
 end
-return redis.call('HGETALL', KEYS[1])
+local flat = redis.call('HGETALL', KEYS[1])
+local parts = {}
+for i = 1, #flat, 2 do
+    parts[#parts + 1] = '[' .. cjson.encode(flat[i]) .. ',' .. flat[i + 1] .. ']'
+end
+return '[' .. table.concat(parts, ',') .. ']'
 """.replace("{batch}", str(_BATCH))
 
 
@@ -101,31 +107,34 @@ def entries(members: Iterable[Member]) -> list[Any]:
     return arguments
 
 
-def decode_members(flat: list[bytes]) -> Presence:
-    """The ``Presence`` of a ``_READ`` answer: id, entry, id, entry...
+def decode_members(entries: Iterable[tuple[bytes, bytes]]) -> Presence:
+    """The ``Presence`` of a hash's fields and values: connection id, entry.
 
-    Entries are decoded in one ``json.loads`` of them all: a group of 10,000
-    members costs one parse, not 10,000. Should that fail (an entry that
-    is not ours), each is decoded alone and the ones that are not
-    ``[user_id, info]`` are left out.
+    The entries that are not ``[user_id, info]`` (not ours) are left out.
     """
-    ids = [cid.decode("utf-8", "replace") for cid in flat[0::2]]
-    try:
-        values = json.loads(b"[" + b",".join(flat[1::2]) + b"]")
-        pairs = list(zip(ids, values, strict=True))
-        if all(_well_formed(value) for value in values):
-            return Presence(tuple(Member(cid, user_id, info) for cid, (user_id, info) in pairs))
-    except ValueError:
-        pass
     members = []
-    for cid, raw in zip(ids, flat[1::2], strict=True):
+    for cid, raw in entries:
         try:
             value = json.loads(raw)
         except ValueError:
             continue
         if _well_formed(value):
-            members.append(Member(cid, value[0], value[1]))
+            members.append(Member(cid.decode("utf-8", "replace"), value[0], value[1]))
     return Presence(tuple(members))
+
+
+def decode_reply(reply: bytes) -> Presence | None:
+    """The ``Presence`` of a ``_READ`` reply, in one ``json.loads``; None if an entry that is not ours spoils it."""
+    try:
+        pairs = json.loads(reply)
+    except ValueError:
+        return None
+    try:
+        if all(_well_formed(entry) for _, entry in pairs):
+            return Presence(tuple([Member(cid, entry[0], entry[1]) for cid, entry in pairs]))
+    except (TypeError, ValueError):  # not pairs
+        pass
+    return None
 
 
 def _well_formed(value: object) -> bool:
@@ -140,6 +149,7 @@ class PresenceScripts:
     """The three scripts on one Redis client (``redis.Redis`` or ``redis.RedisCluster``)."""
 
     def __init__(self, client: Any) -> None:
+        self._client = client
         self._enter = client.register_script(_ENTER)
         self._depart = client.register_script(_DEPART)
         self._read = client.register_script(_READ)
@@ -156,5 +166,12 @@ class PresenceScripts:
             self._depart(keys=keys(topic), args=connection_ids)
 
     def read(self, topic: str) -> Presence:
-        """The group ``topic``'s entries that have not expired (expired ones are removed)."""
-        return decode_members(self._read(keys=keys(topic)))
+        """The group ``topic``'s entries that have not expired (expired ones are removed).
+
+        Should an entry that is not ours spoil the reply, the hash is read
+        again and its entries decoded one by one, the others left out.
+        """
+        found = decode_reply(self._read(keys=keys(topic)))
+        if found is None:
+            return decode_members(self._client.hgetall(keys(topic)[0]).items())
+        return found
