@@ -85,7 +85,11 @@ class Servers:
         return links[0]
 
     def stale(self, links: list[Link]) -> bool:
-        """Whether ``links`` no longer reach the servers they should (a master that is one no more)."""
+        """Whether ``links`` no longer reach the servers they should (a master that is one no more).
+
+        If so, the client's own connections are dropped too: its next
+        command connects to the server of now.
+        """
         return False
 
     def close(self) -> None:
@@ -116,14 +120,18 @@ class SentinelServers(Servers):
     def stale(self, links: list[Link]) -> bool:
         """Whether the sentinels name another master than the subscriber's.
 
-        A subscriber only reads, so it never hears the ``READONLY`` that
-        tells a writer its master was demoted: after a failover that left
-        the old master running, it would go on listening there until
-        Sentinel reconfigured it (seconds later), missing what is published
-        on the new master meanwhile.
+        Neither a subscriber nor a publisher hears of a failover that left
+        the old master running (a replica takes ``PUBLISH``; only writes
+        get ``READONLY``): both would stay there until Sentinel drops the
+        old master's clients, seconds later, while other workers publish
+        and listen on the new master.
         """
         master = self._sentinel.discover_master(self._service)
-        return any((link.connection.host, link.connection.port) != master for link in links)
+        if all((link.connection.host, link.connection.port) == master for link in links):
+            return False
+        # A replica takes PUBLISH too: the client would go on publishing where nobody listens.
+        self.client.connection_pool.disconnect()
+        return True
 
 
 class ClusterServers(Servers):

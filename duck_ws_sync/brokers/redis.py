@@ -344,9 +344,14 @@ class RedisBroker:
             confirmed.set()
 
     def _lost(self, name: bytes) -> None:
-        """A cluster unsubscribed us from a channel we still want (its slot moved): start over on the new masters."""
+        """A cluster unsubscribed us from a channel (its slot moved): start over on the masters of now.
+
+        Our own channels count too: a connection left with none is no longer
+        in pub/sub mode. The reply to our own ``SUNSUBSCRIBE`` (a topic no
+        longer wanted) is no loss.
+        """
         found = topic(name)
-        if found is not None and found in self._wanted:
+        if name.startswith(self._own_channel.encode()) or (found is not None and found in self._wanted):
             raise redis.ConnectionError(f"the cluster moved {name.decode('utf-8', 'replace')} to another master")
 
     def _receive(self, name: bytes, payload: bytes) -> None:

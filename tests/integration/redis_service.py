@@ -217,6 +217,14 @@ class SentinelService:
         _wait(time.monotonic() + timeout, f"a master other than {old_port}", check, alive)
         return promoted[0]
 
+    def fail_over(self, timeout: float = 30) -> tuple[int, int]:
+        """``SENTINEL FAILOVER``: the replica becomes the master and the old master lives on, as a replica.
+        Wait until every sentinel agrees; return the old master's port and the new one's."""
+        old = self.master_port()
+        with _client(self.sentinel_ports[0]) as sentinel:
+            sentinel.execute_command("SENTINEL FAILOVER", self.service)
+        return old, self.wait_for_failover(old, timeout)
+
     def client(self) -> redis.Redis:
         """A client of the current master (a plain one: it does not follow a failover)."""
         return redis.Redis(port=self.master_port(), socket_timeout=5)
@@ -364,6 +372,34 @@ class ClusterService:
             return None
 
         _wait(time.monotonic() + timeout, f"a replica taking over from {killed_port}", check, alive)
+
+    def replica_of(self, master_port: int) -> int | None:
+        """The port of a replica of the master on ``master_port`` (None if it has none, after a takeover)."""
+        with _client(master_port) as client:
+            ranges = client.execute_command("CLUSTER SLOTS")
+        found = [int(served[3][1]) for served in ranges if int(served[2][1]) == master_port and len(served) > 3]
+        return found[0] if found else None
+
+    def fail_over(self, master_port: int, timeout: float = 30) -> int:
+        """Have the replica of ``master_port`` take its slots over with ``CLUSTER FAILOVER`` (the old master
+        lives on, as a replica); wait until every node gives those slots to it, and return its port."""
+        replica = self.replica_of(master_port)
+        assert replica is not None, f"{master_port} has no replica"
+        with _client(replica) as client:
+            client.execute_command("CLUSTER FAILOVER")
+
+        alive = {port: process for port, process in self.processes.items() if process.poll() is None}
+
+        def check() -> str | None:
+            for port in alive:
+                with _client(port) as client:
+                    masters = {int(served[2][1]) for served in client.execute_command("CLUSTER SLOTS")}
+                if master_port in masters or replica not in masters:
+                    return f"node {port} still gives the slots to {master_port}"
+            return None
+
+        _wait(time.monotonic() + timeout, f"{replica} taking over from {master_port}", check, alive)
+        return replica
 
     def client(self) -> redis.RedisCluster:
         """A cluster client, started from the live nodes."""

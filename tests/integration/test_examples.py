@@ -148,7 +148,7 @@ def test_notifications_arrive_every_five_seconds(notifications: Server) -> None:
 
 
 def chat_message(ws: websocket.WebSocket) -> dict[str, str]:
-    """The next message from someone, skipping system notices (clients of other tests join and leave)."""
+    """The next message from someone, skipping notices and online lists (clients of other tests join and leave)."""
     while True:
         message = json.loads(ws.recv())
         if message["type"] == "chat":
@@ -156,17 +156,28 @@ def chat_message(ws: websocket.WebSocket) -> dict[str, str]:
 
 
 def system_notice(ws: websocket.WebSocket, pattern: str) -> str:
-    """The next system notice that matches ``pattern``."""
+    """The next system notice that matches ``pattern`` (online lists are skipped)."""
     while True:
         message = json.loads(ws.recv())
+        if message["type"] == "online":
+            continue
         assert message["type"] == "system", message
         if re.fullmatch(pattern, message["text"]):
             return message["text"]
 
 
+def online(ws: websocket.WebSocket) -> dict[str, object]:
+    """The next online list, skipping system notices and chat messages."""
+    while True:
+        message = json.loads(ws.recv())
+        if message["type"] == "online":
+            return message
+
+
 def welcome(ws: websocket.WebSocket) -> str:
-    """Read the welcome notice; return the name it gives."""
-    message = json.loads(ws.recv())
+    """Read the welcome notice (skipping any online list); return the name it gives."""
+    while (message := json.loads(ws.recv()))["type"] == "online":
+        pass
     assert message["type"] == "system"
     found = re.fullmatch(r"👋 Welcome to the chat, (User \d+)!", message["text"])
     assert found, message
@@ -196,6 +207,8 @@ def test_chat_two_clients_talk(chat: Server) -> None:
             name_b = welcome(b)
             assert name_a != name_b
             system_notice(a, re.escape(f"{name_b} joined"))
+            # Then the room's online list, sent by B once it joined: both are in it.
+            assert {name_a, name_b} <= set(online(a)["names"])
             a.send("hi <b>there</b>")
             assert chat_message(b) == {"type": "chat", "name": name_a, "text": "hi <b>there</b>"}
             b.send("hello")
@@ -239,6 +252,27 @@ def test_a_plain_http_view_notifies_every_dashboard() -> None:
             order = json.loads(response.read())
         assert order["item"] == "duck"
         assert [dashboard.receive_json() for dashboard in dashboards] == [{"new_order": order}] * 3
+
+
+def test_an_order_for_a_user_reaches_that_users_dashboards_only() -> None:
+    from duck_ws_sync.testing import serve
+    from examples.notify import app
+
+    with serve(app) as server:
+        ann = [server.connect("/ws/dashboard?user=ann") for _ in range(2)]
+        bob = server.connect("/ws/dashboard?user=bob")
+        for dashboard in (*ann, bob):
+            dashboard.ping_pong()  # connected, and a member
+        request = urllib.request.Request(server.url + "/orders", data=b"item=pond&for=ann", method="POST")
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            assert response.status == 201
+            order = json.loads(response.read())
+        for dashboard in ann:  # every dashboard gets the news, then each of ann's hears it is hers
+            assert dashboard.receive_json() == {"new_order": order}
+            assert dashboard.receive_json() == {"your_order": order}
+        assert bob.receive_json() == {"new_order": order}
+        bob.send("ping")
+        assert bob.receive() == "pong"  # and nothing else came before the answer
 
 
 # examples/flask_auth.py: authorize with Flask's session cookie or a bearer token.

@@ -86,7 +86,9 @@ def test_the_quickstart_chat_prints_one_access_line_per_websocket() -> None:
     with serve("gunicorn", "examples.chat:app") as server:
         ws = websocket.create_connection(server.url("/ws/chat"), timeout=TIMEOUT)
         client_port = ws.sock.getsockname()[1]
-        assert json.loads(ws.recv())["type"] == "system"
+        assert json.loads(ws.recv())["type"] == "system"  # the welcome
+        online = json.loads(ws.recv())  # then the room's online list: the only user
+        assert online["type"] == "online" and online["count"] == 1, online
         assert close_code(ws) == 1000
         wait_for(lambda: access_lines(server, client_port), "access-log line")
         time.sleep(0.3)  # a second line, if there were two handlers, would be here by now
@@ -149,7 +151,8 @@ def test_ctrl_c_stops_the_pywsgi_chat_with_status_0_and_no_traceback() -> None:
         banner = re.fullmatch(r"Chat on http://127\.0\.0\.1:(\d+)/\n", output[0])
         assert banner, output
         ws = websocket.create_connection(f"ws://127.0.0.1:{banner.group(1)}/ws/chat", timeout=TIMEOUT)
-        assert json.loads(ws.recv())["type"] == "system"
+        assert json.loads(ws.recv())["type"] == "system"  # the welcome
+        assert json.loads(ws.recv())["type"] == "online"  # then the room's online list: the next frame is the Close
 
         process.send_signal(signal.SIGINT)
         frame = None

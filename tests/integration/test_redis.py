@@ -180,19 +180,31 @@ def test_redis_going_away_and_coming_back(workers: LiveServer, redis_service: Re
 
 
 def test_the_chat_example_spans_four_workers(redis_service: RedisService) -> None:
-    # gthread with two connections per worker: eight users are spread over all four workers.
+    # gthread with two connections per worker: eight connections are spread over all four workers.
     args = ["-w", "4", "--threads", "8", "--worker-connections", "2"]
     env = {"DUCK_WS_SYNC_BROKER": redis_service.url}
     with serve("examples.chat:app", "gunicorn", worker="gthread", args=args, env=env) as server:
-        users = []
-        for _ in range(8):
-            ws = server.connect("/ws/chat/spanning")
-            assert ws.receive_json()["text"].startswith("👋 Welcome to the chat, User ")
+        # Eight connections, seven users: the second and the sixth share the page's cookie (two tabs).
+        cookies = {1: "chat_user=00000000000000aa", 5: "chat_user=00000000000000aa"}
+        users, names = [], {}
+        for n in range(8):
+            ws = server.connect("/ws/chat/spanning", cookie=cookies.get(n))
+            welcome = ws.receive_json()
+            assert welcome["text"].startswith("👋 Welcome to the chat, User "), welcome
             users.append(ws)
+            names[cookies.get(n, n)] = welcome["text"].removeprefix("👋 Welcome to the chat, ").removesuffix("!")
+        assert len(names) == 7
+        # The room's presence, read through Redis, has every worker's members: each connection's
+        # online lists end with all seven users (the last joiner's list is the last one sent).
+        for ws in users:
+            while (message := ws.receive_json())["type"] != "online" or message["count"] < 7:
+                assert message["type"] != "chat", message
+            assert message == {"type": "online", "count": 7, "names": sorted(names.values())}
         users[0].send("hello, all four workers")
         for ws in users[1:]:
-            while (message := ws.receive_json())["type"] != "chat":  # join notices of later users first
-                assert message["text"].endswith(" joined")
+            while (message := ws.receive_json())["type"] != "chat":  # notices and lists of later users first
+                joined = message["type"] == "system" and message["text"].endswith(" joined")
+                assert message["type"] == "online" or joined or message["text"] == "You joined #spanning in another tab"
             assert message["text"] == "hello, all four workers"
         assert subscribers(redis_service, "spanning") == 4
 

@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
+from duck_ws_sync.brokers.envelope import encode
 from duck_ws_sync.brokers.redis import CHANNEL_PREFIX, USER_CHANNEL_PREFIX
 from duck_ws_sync.testing import LiveServer, WebSocketClient, serve
 from tests.integration.redis_service import ClusterService, SentinelService
@@ -76,8 +78,9 @@ def until_delivered(
 # Sentinel.
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sentinel() -> Iterator[SentinelService]:
+    """A fresh master, replica and sentinels for each test (about 2 s): a failover leaves no replica behind."""
     service = SentinelService()
     service.start()
     try:
@@ -115,6 +118,44 @@ def test_sentinel_a_killed_master_is_replaced_and_delivery_resumes_on_the_same_c
         assert [clients[index].receive() for index in (0, 1, 5)] == ["for u1 after the failover"] * 3
         nothing_more([clients[index] for index in (2, 3, 4)])
         assert presence(server, "watched")["count"] == 6
+
+
+def test_sentinel_a_failover_the_old_master_survives_moves_subscriber_and_publisher(
+    sentinel: SentinelService, made: list[WebSocketClient]
+) -> None:
+    """The old master keeps its clients for seconds, and takes PUBLISH as a replica: workers ask the sentinels."""
+    with gunicorn(sentinel.url) as server:
+        assert isinstance(server, LiveServer)
+        clients = [ws for ws, _ in spread(server, "moved", ["u1", "u2", "u3", "u4"], made)]
+        assert delivered(server, "moved", clients, "before")
+        _, new = sentinel.fail_over()
+        moved_at = time.monotonic()
+        other_machine = redis.Redis(port=new, socket_timeout=5)
+        listener = other_machine.pubsub()
+        listener.subscribe(CHANNEL_PREFIX + "moved")
+        try:
+            # What another machine publishes on the new master reaches this worker's members...
+            attempt = 0
+            while True:
+                attempt += 1
+                text = f"from the new master #{attempt}"
+                other_machine.publish(CHANNEL_PREFIX + "moved", encode(b"0123456789abcdef", text))
+                if all(receives(ws, text, 0.5) for ws in clients):
+                    break
+                assert time.monotonic() - moved_at < 6.0, "the subscriber stayed on the old master"
+            # ...and what this worker publishes reaches those listening there.
+            heard: list[bytes] = []
+            while not any(data.endswith(b"to the new master") for data in heard):
+                assert time.monotonic() - moved_at < 8.0, "the publisher stayed on the old master"
+                assert post(server, "/broadcast/moved", b"to the new master")[0] in (200, 503)
+                while (message := listener.get_message(ignore_subscribe_messages=True, timeout=0.5)) is not None:
+                    heard.append(message["data"])
+        finally:
+            listener.close()
+            other_machine.close()
+        both_ways = time.monotonic() - moved_at
+        print(f"Sentinel: a coordinated failover, both ways on the new master {both_ways:.1f} s after it")
+        assert "the master changed (a failover)" in server.output
 
 
 # Cluster.
@@ -191,3 +232,26 @@ def test_cluster_a_killed_master_is_taken_over_and_delivery_resumes(
                 waited_too, _ = until_delivered(server, other, members[other], CLUSTER_BOUND)
                 assert waited_too < CLUSTER_BOUND
         assert presence(first, room)["count"] == 3
+
+
+def test_cluster_a_failover_the_old_master_survives_moves_the_subscriptions(
+    cluster: ClusterService, made: list[WebSocketClient]
+) -> None:
+    """The old master stays up as a replica and unsubscribes its channels (``sunsubscribe``): workers follow."""
+    rooms = rooms_on_each_master(cluster)
+    with gunicorn(cluster.url) as first, gunicorn(cluster.url) as second:
+        assert isinstance(first, LiveServer) and isinstance(second, LiveServer)
+        master, room = next((port, room) for port, room in rooms.items() if cluster.replica_of(port) is not None)
+        clients = [ws for ws, _ in spread(first, room, ["a", "b"], made) + spread(second, room, ["c"], made)]
+        assert delivered(first, room, clients, "before")
+        started = time.monotonic()
+        replica = cluster.fail_over(master)
+        assert cluster.node_for(CHANNEL_PREFIX + room) == replica
+        for server in (first, second):
+            waited, _ = until_delivered(server, room, clients, CLUSTER_BOUND)
+            assert waited < CLUSTER_BOUND
+        print(f"Cluster: a coordinated failover, delivery back {time.monotonic() - started:.1f} s after it began")
+        assert presence(second, room)["count"] == 3
+        for server in (first, second):  # followed as a moved slot, not as a subscriber that failed unexpectedly
+            assert "the cluster moved duck_ws_sync" in server.output, server.output
+            assert "the Redis subscriber at" not in server.output, server.output

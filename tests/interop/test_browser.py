@@ -1,6 +1,7 @@
 """The chat example's page in headless Chromium, used as a person would.
 
-Two tabs join the chat and talk; a message over the chat's 64 KiB limit makes
+Two tabs join the chat and talk: one user, as the page's cookie makes them,
+shown once in the online line; a message over the chat's 64 KiB limit makes
 the server close with 1009 and a reason, which the page's ``onclose`` shows.
 The binary ``ArrayBuffer`` round trip and the other client checks run in
 ``test_clients.py`` from a page of the same app. A screenshot of the chat is
@@ -20,7 +21,7 @@ from tests.interop.clients import browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "interop"
-TEXT, MESSAGES = "#text", "#messages li"
+TEXT, MESSAGES, ONLINE = "#text", "#messages li", "#online"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,6 +49,13 @@ def test_two_tabs_chat_and_the_page_shows_the_servers_close(server: Server) -> N
     first, second = join(server.url("/", "http")), join(server.url("/", "http"))
     try:
         wait_for(first, "joined")  # the second tab's arrival, announced to the first
+        # Both tabs are the same user (the cookie the page set): told so, and online once.
+        wait_for(first, "You joined #lobby in another tab")
+        (welcome,) = [line for line in messages(first) if line.startswith("👋 Welcome to the chat, ")]
+        name = welcome.removeprefix("👋 Welcome to the chat, ").removesuffix("!")
+        for page in (first, second):
+            browser().call("waitText", page=page, selector=ONLINE, text=f"1 online: {name}", timeout=15_000)
+            assert browser().call("texts", page=page, selector=ONLINE) == [f"1 online: {name}"]
         say(first, "Hello from the first tab ✓")
         wait_for(second, ": Hello from the first tab ✓")
         say(second, "And hello back 🦆")
