@@ -72,7 +72,8 @@ return 1
 """
 
 # KEYS: members, expiry. Removes the expired entries, then answers every entry left as one JSON
-# array of [id, entry] (one reply to parse rather than two per member; an entry is JSON already).
+# array of [id, entry] (one reply to parse rather than two per member; an entry is JSON already,
+# and our ids need no escaping: a field that does spoils the array, and ``read`` decodes one by one).
 _READ = """
 local now = redis.call('TIME')
 local limit = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -86,7 +87,7 @@ end
 local flat = redis.call('HGETALL', KEYS[1])
 local parts = {}
 for i = 1, #flat, 2 do
-    parts[#parts + 1] = '[' .. cjson.encode(flat[i]) .. ',' .. flat[i + 1] .. ']'
+    parts[#parts + 1] = '["' .. flat[i] .. '",' .. flat[i + 1] .. ']'
 end
 return '[' .. table.concat(parts, ',') .. ']'
 """.replace("{batch}", str(_BATCH))
