@@ -56,6 +56,7 @@ __all__ = [
     "members",
     "present",
     "present_everywhere",
+    "start",
     "user_topic",
 ]
 
@@ -121,8 +122,17 @@ class LocalBroker:
 
 
 def join(session: Session, topic: str, info: Any = None) -> None:
-    """Make ``session`` a member of ``topic``, with presence ``info`` for a group (a no-op once it has ended)."""
+    """Make ``session`` a member of ``topic``, with presence ``info`` for a group (a no-op once it has ended).
+
+    Before the session runs (a join in ``authorize``), it is only recorded:
+    the session joins when it starts (``start``), and a refused one never does.
+    """
     if session.state is State.CLOSED:
+        return
+    if session.loop is None:
+        if session.groups is None:
+            session.groups = {}
+        session.groups[topic] = info
         return
     with _lock:
         topic_members = _topics.get(topic)
@@ -138,6 +148,15 @@ def join(session: Session, topic: str, info: Any = None) -> None:
         found.subscribe(topic)
     if topic[0] == GROUP:
         found.enter(topic, member(session, info))
+
+
+def start(session: Session) -> None:
+    """``session`` runs: it joins its user's topic and the groups it joined before it ran."""
+    recorded, session.groups = session.groups, None
+    if session.user_id is not None:
+        join(session, user_topic(session.user_id))
+    for topic, info in (recorded or {}).items():
+        join(session, topic, info)
 
 
 def leave(session: Session, topic: str) -> None:
@@ -160,7 +179,7 @@ def identify(session: Session, user_id: UserId | None) -> None:
     """``session``'s connection is ``user_id``'s from now on (None: nobody's), for ``send_to_user`` and presence.
 
     Before the session runs, it only records it: the session becomes a
-    member of the user's topic when it starts (``lifecycle.run``).
+    member of the user's topic when it starts (``start``).
     """
     old, session.user_id = session.user_id, user_id
     if session.loop is None or session.state is State.CLOSED:

@@ -10,7 +10,8 @@ import time
 from typing import TYPE_CHECKING
 
 from .accesslog import log_session
-from .groups import join, leave_all, user_topic
+from .groups import leave_all
+from .groups import start as join_recorded
 from .registry import ended, opened
 
 if TYPE_CHECKING:
@@ -24,8 +25,8 @@ __all__ = ["run"]
 def run(session: Session, loop: TaskCounting, transport: Transport) -> None:
     """Serve ``session`` on ``loop`` through ``transport``; return when it has ended, its ``on_close`` run.
 
-    A session whose user is known (``authorize`` set ``user_id``) joins its
-    user's topic first. Whatever ends it (the client, a failure, even the
+    A session joins first what ``authorize`` asked for: its user's topic
+    (``user_id``) and the groups it joined. Whatever ends it (the client, a failure, even the
     host killing what runs it), the session leaves its groups, TCP is ended without losing
     our last frame, ``on_close`` runs once, the loop's tasks are cancelled,
     and the session is counted and logged (``registry``, ``accesslog``).
@@ -33,8 +34,7 @@ def run(session: Session, loop: TaskCounting, transport: Transport) -> None:
     opened(session)
     try:
         session.start(loop, transport)
-        if session.user_id is not None:  # set by ``authorize``
-            join(session, user_topic(session.user_id))
+        join_recorded(session)  # the user and the groups that ``authorize`` set
         loop.run_until_complete(session.inbox.run(session.hooks.serve(session)))
     finally:
         if session.groups:

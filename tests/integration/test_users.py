@@ -164,3 +164,24 @@ def test_a_closed_connection_gets_nothing_and_the_users_other_tabs_still_do(serv
     wait_for_count(server, "z", 1)
     server.post("/user/u9", b"after one closed")
     assert second.recv() == "after one closed"
+
+
+def test_a_join_in_authorize_takes_effect_at_open_and_never_for_a_refused_connection(
+    server: Server, connect: Any
+) -> None:
+    for _ in range(3):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(server.url("/ws/early/door?user=gone&reject"), timeout=TIMEOUT)
+        assert refused.value.status_code == 403
+    assert presence(server, "door")["count"] == 0  # nothing left behind by the refused ones
+    ws = websocket.create_connection(server.url("/ws/early/door?user=kept"), timeout=TIMEOUT)
+    try:
+        assert ws.recv() == "open"
+        assert [(user, info) for _, user, info in presence(server, "door")["members"]] == [("kept", "early")]
+        server.post("/user/kept", b"reached")
+        server.post("/user/gone", b"nobody")
+        assert ws.recv() == "reached"
+        assert nothing_comes(ws)
+    finally:
+        ws.close()
+    assert wait_for_count(server, "door", 0)["count"] == 0

@@ -11,6 +11,9 @@
   ``sent``).
 - ``/ws/plain/<room>?user=<id>``: the same identity and join, with plain
   ``def`` hooks.
+- ``/ws/early/<room>?user=<id>``: joins the room (info ``"early"``) and
+  sets ``user_id`` in ``authorize``, then refuses with 403 if the query
+  has ``reject``; says ``open`` once open.
 - ``GET /presence/<room>``: the room's presence as JSON: ``count``,
   ``users`` (sorted by their repr), ``members`` (``[id, user_id, info]``).
 - ``POST /user/<id>``: the body to every connection of user ``<id>``
@@ -33,6 +36,7 @@ from gevent import monkey
 from duck_ws_sync import (
     BrokerUnavailable,
     OpCode,
+    Reject,
     WebSocketMiddleware,
     WebSocketView,
     broadcast,
@@ -110,6 +114,22 @@ class PlainRoom(WebSocketView):
         self.send_text(Room.answer(self, data.decode("utf-8")))
 
 
+class Early(WebSocketView):
+    PING_INTERVAL = None
+
+    def authorize(self):
+        self.join(self.kwargs["room"], "early")
+        self.user_id = self.request.GET.get("user")
+        if "reject" in self.request.GET:
+            raise Reject(403, "Refused after joining")
+
+    def on_open(self):
+        self.send_text("open")
+
+    def on_receive(self, data, opcode):
+        pass
+
+
 def plain(environ, start_response):
     try:
         return answer(environ, start_response)
@@ -148,4 +168,6 @@ def answer(environ, start_response):
     return [b"not found"]
 
 
-app = WebSocketMiddleware(plain, [path("/ws/room/<room>", Room), path("/ws/plain/<room>", PlainRoom)])
+app = WebSocketMiddleware(
+    plain, [path("/ws/room/<room>", Room), path("/ws/plain/<room>", PlainRoom), path("/ws/early/<room>", Early)]
+)
