@@ -20,7 +20,7 @@ import redis
 from duck_ws_sync import BrokerUnavailable
 from duck_ws_sync.brokers import redis as redis_broker
 from duck_ws_sync.brokers.redis import Envelope, Malformed, RateLimitedLog, RedisBroker, decode, encode, read_reply
-from duck_ws_sync.engine.groups import group_topic
+from duck_ws_sync.engine.groups import group_topic, user_topic
 from tests.integration.redis_service import RedisService
 
 HEADER = struct.Struct("!4s16scI")  # marker, origin, kind, body length
@@ -245,19 +245,22 @@ def test_junk_is_dropped_and_logged_once_and_the_next_message_arrives(
     monkeypatch.setattr(redis_broker, "deliver", deliver)
     broker = make_broker(redis_service.url)
     broker.subscribe(group_topic("junk"))
+    broker.subscribe(user_topic("u1"))
     client = redis_service.client()
     junk = [b"", b"\xff\xfe", envelope(b"caf\xe9"), envelope(b"short", length=9), random.Random(1).randbytes(99)]
     for payload in junk * 10:
+        client.publish("duck_ws_sync.user:u1", payload)  # a user's channel is read as a group's
         client.publish("duck_ws_sync:junk", payload)
     (own,) = client.pubsub_channels("duck_ws_sync:~*")  # the broker's own channel carries no group
     assert client.publish(own, envelope(b"on a channel of no group")) == 1
+    client.publish("duck_ws_sync.user:u1", envelope(b"after the junk, to u1"))
     client.publish("duck_ws_sync:junk", envelope(b"after the junk"))
-    wait_for(lambda: bool(delivered))
-    assert delivered == [(group_topic("junk"), "after the junk")]
+    wait_for(lambda: len(delivered) == 2)
+    assert delivered == [(user_topic("u1"), "after the junk, to u1"), (group_topic("junk"), "after the junk")]
     lines = [message for message in caplog.messages if message.startswith("dropped ")]
     assert lines == [
         "dropped messages from Redis that are not broadcasts: 1 since the last such line "
-        "(one line per 10 s at most); the last, on channel duck_ws_sync:junk: empty"
+        "(one line per 10 s at most); the last, on channel duck_ws_sync.user:u1: empty"
     ]
 
 
