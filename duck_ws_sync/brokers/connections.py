@@ -10,11 +10,16 @@ that kind of deployment:
   the master of ``service_name``, asked of the sentinels at each
   connection, so that after a failover the next connection reaches the new
   master (``redis.sentinel.Sentinel``); the password, if any, is the
-  master's. ``rediss+sentinel://`` speaks TLS to the master.
+  master's. ``rediss+sentinel://`` speaks TLS to the sentinels and the
+  master.
 - ``redis+cluster://[user:password@]host:port,host:port/``: a Redis
   Cluster (``redis.cluster.RedisCluster``), with sharded pub/sub: each
   channel lives on its slot's master, so the subscriber keeps one
-  connection per master. ``rediss+cluster://`` speaks TLS.
+  connection per master. ``rediss+cluster://`` speaks TLS to every node.
+
+A ``rediss+`` URL takes redis-py's TLS options in its query, as
+``rediss://`` does: ``?ssl_ca_certs=/etc/redis/ca.crt`` (also
+``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``).
 
 Every client fails fast (one attempt, ``SOCKET_TIMEOUT``): the broker
 turns a failure into ``BrokerUnavailable`` and its subscriber reconnects.
@@ -107,11 +112,11 @@ class SentinelServers(Servers):
             form = "redis+sentinel://host:port,host:port/service_name/db"
             raise ValueError(f"a Sentinel broker URL is {form}, not {url!r}")
         service, db = path[0], int(path[1]) if len(path) == 2 else 0
-        master_options: dict[str, Any] = {**_options(), "db": db, **_credentials(parts)}
-        if parts.scheme.startswith("rediss"):
-            master_options["ssl"] = True
+        tls = _tls(parts)
+        master_options: dict[str, Any] = {**_options(), "db": db, **_credentials(parts), **tls}
         timeouts: dict[str, Any] = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
-        sentinel = Sentinel(addresses, sentinel_kwargs={**timeouts, "retry": Retry(NoBackoff(), 0)}, **timeouts)
+        sentinel_options = {**timeouts, "retry": Retry(NoBackoff(), 0), **tls}
+        sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options, **timeouts)
         self.client = sentinel.master_for(service, socket_timeout=SOCKET_TIMEOUT, **master_options)
         self._subscriber_pool = sentinel.master_for(service, socket_timeout=None, **master_options).connection_pool
         self._sentinel = sentinel
@@ -144,9 +149,7 @@ class ClusterServers(Servers):
         addresses = _addresses(parts.netloc.rpartition("@")[2])
         if not addresses or parts.path.strip("/"):
             raise ValueError(f"a Cluster broker URL is redis+cluster://host:port,host:port/, not {url!r}")
-        options: dict[str, Any] = {**_options(), **_credentials(parts)}
-        if parts.scheme.startswith("rediss"):
-            options["ssl"] = True
+        options: dict[str, Any] = {**_options(), **_credentials(parts), **_tls(parts)}
         self.client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in addresses],
             socket_timeout=SOCKET_TIMEOUT,
@@ -215,6 +218,33 @@ def _addresses(hosts: str) -> list[tuple[str, int]]:
             parsed = urllib.parse.urlsplit("//" + item)
             found.append((parsed.hostname or "127.0.0.1", parsed.port or 6379))
     return found
+
+
+# The TLS options a ``rediss+...`` URL may give in its query, as redis-py's ``rediss://`` takes them.
+_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+
+
+def _tls(parts: urllib.parse.SplitResult) -> dict[str, Any]:
+    """``ssl=True`` and the query's TLS options for a ``rediss+`` URL (to the master and the sentinels, or
+    to every node); nothing for ``redis+``.
+
+    Raises:
+        ValueError: A query option that is not one of them.
+    """
+    query = urllib.parse.parse_qs(parts.query, strict_parsing=bool(parts.query))
+    if unknown := sorted(set(query) - set(_TLS_OPTIONS)):
+        raise ValueError(f"a {parts.scheme}:// URL takes {', '.join(_TLS_OPTIONS)} in its query, not {unknown}")
+    if not parts.scheme.startswith("rediss"):
+        if query:
+            raise ValueError(f"TLS options are for rediss+ URLs, not {parts.scheme}://")
+        return {}
+    options: dict[str, Any] = {"ssl": True}
+    for name, values in query.items():
+        value: Any = values[-1]
+        if name == "ssl_check_hostname":
+            value = value.lower() in ("1", "true", "yes")
+        options[name] = value
+    return options
 
 
 def _credentials(parts: urllib.parse.SplitResult) -> dict[str, Any]:
