@@ -1,36 +1,133 @@
 """A real redis-server for the tests, on 127.0.0.1 and a free port, started and stopped by its process id.
 
-Also a Sentinel setup (``SentinelService``) and a cluster (``ClusterService``) of several such servers.
+Sentinel and a cluster of several such servers are in ``redis_ha.py``, with the helpers here. Each
+service takes ``tls=True``: every process then speaks TLS only, with a throwaway CA and a certificate for
+127.0.0.1 (``Certificates``), and its ``url`` is the ``rediss`` form that names the CA file.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.cluster import ClusterNode
-from redis.crc import key_slot
+
+
+class Certificates:
+    """A throwaway CA and a server certificate for 127.0.0.1 (an IP subjectAltName) signed by it, made with
+    ``openssl`` in a temporary directory.
+
+    The directory's path is chosen at once, so that a URL can name the CA file before anything is made;
+    ``make()`` creates the directory and the files, ``remove()`` deletes them, and ``make()`` again makes a new
+    CA and certificate at the same paths. Clients need only the CA: the servers do not ask for theirs.
+    """
+
+    def __init__(self) -> None:
+        openssl = shutil.which("openssl")
+        assert openssl, "openssl is missing (Debian package openssl)"
+        self.openssl = openssl
+        self.directory = os.path.join(tempfile.gettempdir(), f"redis-tls-{secrets.token_hex(8)}")
+        self.ca = os.path.join(self.directory, "ca.crt")
+        self.certificate = os.path.join(self.directory, "server.crt")
+        self.key = os.path.join(self.directory, "server.key")
+
+    def make(self, timeout: float = 20) -> None:
+        """Create the directory (it must not exist) and the CA, the key and the certificate in it."""
+        deadline = time.monotonic() + timeout
+        os.mkdir(self.directory, 0o700)
+        try:
+            ca_key = os.path.join(self.directory, "ca.key")
+            request = os.path.join(self.directory, "server.csr")
+            extensions = os.path.join(self.directory, "server.ext")
+            with open(extensions, "w") as file:
+                file.write(
+                    "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
+                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+                )
+            new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            self._openssl(
+                deadline, "req", "-x509", *new_key, "-keyout", ca_key, "-out", self.ca, "-days", "2",
+                "-subj", "/CN=duck_ws_sync test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            )  # fmt: skip
+            self._openssl(
+                deadline, "req", "-new", *new_key, "-keyout", self.key, "-out", request, "-subj", "/CN=127.0.0.1"
+            )
+            self._openssl(
+                deadline, "x509", "-req", "-in", request, "-CA", self.ca, "-CAkey", ca_key, "-CAcreateserial",
+                "-out", self.certificate, "-days", "2", "-extfile", extensions,
+            )  # fmt: skip
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def server_arguments(self) -> list[str]:
+        """A redis-server's TLS options: its certificate and key, the CA, and clients that need no certificate.
+
+        The same certificate serves when the server connects as a client (a replica to its master, a
+        cluster node to another).
+        """
+        return [
+            "--tls-cert-file", self.certificate, "--tls-key-file", self.key, "--tls-ca-cert-file", self.ca,
+            "--tls-auth-clients", "no", "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py's options for a TLS connection that verifies the server with the CA."""
+        return {"ssl": True, "ssl_ca_certs": self.ca}
+
+    def redis_options(self) -> dict[str, Any]:
+        """``client_options()`` for a ``redis.Redis``, with the host the certificate names (not "localhost")."""
+        return {"host": "127.0.0.1", **self.client_options()}
+
+    def query(self) -> str:
+        """The broker URL's query that names the CA file."""
+        return "?ssl_ca_certs=" + urllib.parse.quote(self.ca)
+
+    def _openssl(self, deadline: float, *arguments: str) -> None:
+        done = subprocess.run(
+            [self.openssl, *arguments],
+            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=max(deadline - time.monotonic(), 1),
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"openssl {arguments[0]} failed: {done.stdout.decode()[-2000:]}")
 
 
 class RedisService:
-    """``redis-server`` without persistence; ``stop()`` and ``start()`` again keep its port."""
+    """``redis-server`` without persistence; ``stop()`` and ``start()`` again keep its port.
 
-    def __init__(self) -> None:
+    With ``tls``, it listens with TLS only (``rediss://``), and ``stop()`` removes its certificates too:
+    ``start()`` again makes new ones at the same paths.
+    """
+
+    def __init__(self, tls: bool = False) -> None:
         executable = shutil.which("redis-server")
         assert executable, "redis-server is missing: tests/setup.sh installs it (Debian package redis-server)"
         self.executable = executable
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.certificates = Certificates() if tls else None
+        self._tls = self.certificates.redis_options() if self.certificates else {}
+        if self.certificates is None:
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+        else:
+            self.url = f"rediss://127.0.0.1:{self.port}/0{self.certificates.query()}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10) -> None:
@@ -38,8 +135,12 @@ class RedisService:
             self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--protected-mode", "no",
         ]  # fmt: skip
+        if self.certificates is not None:
+            if not os.path.isdir(self.certificates.directory):
+                self.certificates.make()
+            command[1:3] = ["--port", "0", "--tls-port", str(self.port), *self.certificates.server_arguments()]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, **self._tls)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -54,12 +155,14 @@ class RedisService:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+        if self.certificates is not None:
+            self.certificates.remove()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis(port=self.port, socket_timeout=5, **self._tls)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """``count`` different free ports on 127.0.0.1, probed together so that none repeats."""
     probes = [socket.socket() for _ in range(count)]
     try:
@@ -71,25 +174,25 @@ def _free_ports(count: int) -> list[int]:
             probe.close()
 
 
-def _client(port: int, **options: Any) -> redis.Redis:
+def connect_to(port: int, **options: Any) -> redis.Redis:
     """A client for the quick questions of these services: it fails within a second."""
     return redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=0.5, decode_responses=True, **options)
 
 
-def _info(port: int, section: str) -> dict[str, str]:
+def info_of(port: int, section: str, **options: Any) -> dict[str, str]:
     """The ``key:value`` lines of INFO ``section`` on ``port``, or of CLUSTER INFO for ``cluster``."""
-    with _client(port) as client:
+    with connect_to(port, **options) as client:
         fields = client.cluster("INFO") if section == "cluster" else client.info(section)
     return {key: str(value) for key, value in fields.items()}
 
 
-def _role(port: int) -> str:
+def role_of(port: int, **options: Any) -> str:
     """``master`` or ``slave``: the first field of ROLE on ``port``."""
-    with _client(port) as client:
+    with connect_to(port, **options) as client:
         return str(client.execute_command("ROLE")[0])
 
 
-def _wait(deadline: float, what: str, check: Callable[[], str | None], alive: dict[int, Any]) -> None:
+def wait_until(deadline: float, what: str, check: Callable[[], str | None], alive: dict[int, Any]) -> None:
     """Poll ``check`` (None when done, else what is missing) until ``deadline``; fail at once if a
     process of ``alive`` has ended."""
     missing: str | None = "nothing checked yet"
@@ -108,7 +211,7 @@ def _wait(deadline: float, what: str, check: Callable[[], str | None], alive: di
         time.sleep(0.1)
 
 
-def _end(processes: dict[int, subprocess.Popen[bytes]]) -> None:
+def end_all(processes: dict[int, subprocess.Popen[bytes]]) -> None:
     """Terminate every process of ``processes`` (SIGKILL after 10 s), wait for each, and forget them."""
     for process in processes.values():
         if process.poll() is None:
@@ -122,324 +225,15 @@ def _end(processes: dict[int, subprocess.Popen[bytes]]) -> None:
     processes.clear()
 
 
-def _server_command(executable: str, port: int, directory: str) -> list[str]:
-    """A redis-server without persistence that syncs a new replica at once (the default waits 5 s)."""
+def server_command(executable: str, port: int, directory: str, certificates: Certificates | None = None) -> list[str]:
+    """A redis-server without persistence that syncs a new replica at once (the default waits 5 s).
+
+    With ``certificates``: TLS only on ``port`` (no plain port), to its master too when it is a replica.
+    """
+    ports = ["--port", str(port)]
+    if certificates is not None:
+        ports = ["--port", "0", "--tls-port", str(port), *certificates.server_arguments()]
     return [
-        executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        executable, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--protected-mode", "no", "--dir", directory, "--repl-diskless-sync-delay", "0",
     ]  # fmt: skip
-
-
-class SentinelService:
-    """One master, one replica and three sentinels watching them as ``mymaster`` (quorum 2), without persistence.
-
-    Each process on its own free port of 127.0.0.1; the sentinels write their configuration files in a
-    temporary directory. ``stop()`` ends them all; ``start()`` again keeps the ports and starts afresh.
-    """
-
-    service = "mymaster"
-
-    def __init__(self) -> None:
-        executable = shutil.which("redis-server")
-        assert executable, "redis-server is missing: tests/setup.sh installs it (Debian package redis-server)"
-        self.executable = executable
-        # Debian's redis-sentinel is redis-server under another name, as is ``redis-server <conf> --sentinel``.
-        sentinel = shutil.which("redis-sentinel")
-        self.sentinel_command = [sentinel, "{conf}"] if sentinel else [executable, "{conf}", "--sentinel"]
-        self.first_master_port, self.replica_port, *self.sentinel_ports = _free_ports(5)
-        self.sentinel_addresses = [("127.0.0.1", port) for port in self.sentinel_ports]
-        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinel_addresses)
-        self.url = f"redis+sentinel://{hosts}/{self.service}/0"
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}  # by port
-        self.directory: str | None = None
-
-    def start(self, timeout: float = 30) -> None:
-        """Start the master and the replica, then the sentinels; wait until the replica is in sync and
-        every sentinel reports the master, sees the replica linked and knows the two other sentinels.
-        Ends what it started if that fails."""
-        deadline = time.monotonic() + timeout
-        try:
-            self.directory = tempfile.mkdtemp(prefix="redis-sentinel-")
-            master = _server_command(self.executable, self.first_master_port, self.directory)
-            self._spawn(self.first_master_port, master)
-            replica = _server_command(self.executable, self.replica_port, self.directory)
-            self._spawn(self.replica_port, [*replica, "--replicaof", "127.0.0.1", str(self.first_master_port)])
-            _wait(deadline, "the replica in sync", self._replica_synced, self.processes)
-            for port in self.sentinel_ports:
-                self._spawn(port, [part.format(conf=self._configuration(port)) for part in self.sentinel_command])
-            _wait(deadline, "the sentinels", self._sentinels_ready, self.processes)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Terminate every process this service started, by its Popen, and remove the temporary directory."""
-        _end(self.processes)
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
-
-    def master_port(self) -> int:
-        """The master's port, as the first sentinel that answers ``SENTINEL get-master-addr-by-name`` tells."""
-        for port in self.sentinel_ports:
-            address = self._ask(port)
-            if address is not None:
-                return address[1]
-        raise RuntimeError(f"no sentinel knows {self.service}")
-
-    def kill_master(self) -> int:
-        """SIGKILL the process serving as master now, by its pid; return its port."""
-        port = self.master_port()
-        process = self.processes[port]
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-        return port
-
-    def wait_for_failover(self, old_port: int, timeout: float = 30) -> int:
-        """Wait until every sentinel reports one master other than ``old_port`` and that one answers ROLE
-        as master; return its port."""
-        promoted: list[int] = []
-
-        def check() -> str | None:
-            addresses = {self._ask(port) for port in self.sentinel_ports}
-            address = addresses.pop() if len(addresses) == 1 else None
-            if address is None:
-                return f"the sentinels report {addresses or None}"
-            port = address[1]
-            if port == old_port:
-                return f"the sentinels still report {old_port}"
-            if _role(port) != "master":
-                return f"{port} is not master yet"
-            promoted.append(port)
-            return None
-
-        alive = {port: process for port, process in self.processes.items() if port != old_port}
-        _wait(time.monotonic() + timeout, f"a master other than {old_port}", check, alive)
-        return promoted[0]
-
-    def fail_over(self, timeout: float = 30) -> tuple[int, int]:
-        """``SENTINEL FAILOVER``: the replica becomes the master and the old master lives on, as a replica.
-        Wait until every sentinel agrees; return the old master's port and the new one's."""
-        old = self.master_port()
-        with _client(self.sentinel_ports[0]) as sentinel:
-            sentinel.execute_command("SENTINEL FAILOVER", self.service)
-        return old, self.wait_for_failover(old, timeout)
-
-    def client(self) -> redis.Redis:
-        """A client of the current master (a plain one: it does not follow a failover)."""
-        return redis.Redis(port=self.master_port(), socket_timeout=5)
-
-    def _spawn(self, port: int, command: list[str]) -> None:
-        self.processes[port] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-    def _configuration(self, port: int) -> str:
-        """A sentinel's configuration file, which it rewrites as it learns."""
-        assert self.directory is not None
-        path = os.path.join(self.directory, f"sentinel-{port}.conf")
-        with open(path, "w") as file:
-            file.write(
-                f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.directory}\n"
-                "sentinel resolve-hostnames no\nsentinel announce-ip 127.0.0.1\n"
-                f"sentinel monitor {self.service} 127.0.0.1 {self.first_master_port} 2\n"
-                f"sentinel down-after-milliseconds {self.service} 1000\n"
-                f"sentinel failover-timeout {self.service} 3000\n"
-                f"sentinel parallel-syncs {self.service} 1\n"
-            )
-        return path
-
-    def _ask(self, port: int) -> tuple[str, int] | None:
-        """The master's address according to the sentinel on ``port``, None if it does not answer."""
-        try:
-            with _client(port) as sentinel:
-                address = sentinel.sentinel_get_master_addr_by_name(self.service)
-        except redis.RedisError:
-            return None
-        return None if address is None else (str(address[0]), int(address[1]))
-
-    def _replica_synced(self) -> str | None:
-        status = _info(self.replica_port, "replication").get("master_link_status")
-        return None if status == "up" else f"replica master_link_status:{status}"
-
-    def _sentinels_ready(self) -> str | None:
-        for port in self.sentinel_ports:
-            if self._ask(port) != ("127.0.0.1", self.first_master_port):
-                return f"sentinel {port} does not report master {self.first_master_port} yet"
-            with _client(port) as sentinel:
-                replicas = sentinel.sentinel_slaves(self.service)
-                others = sentinel.sentinel_sentinels(self.service)
-            if not any(r["port"] == self.replica_port and r["master-link-status"] == "ok" for r in replicas):
-                return f"sentinel {port} does not see the replica linked yet"
-            if sorted(other["port"] for other in others if not other["is_sdown"]) != sorted(
-                set(self.sentinel_ports) - {port}
-            ):
-                return f"sentinel {port} knows {len(others)} other sentinels"
-        return self._replica_synced()
-
-
-class ClusterService:
-    """Six cluster nodes, three masters with a replica each, without persistence; node timeout 1 s.
-
-    Each node on its own free port of 127.0.0.1 (its cluster bus on another), with its
-    ``nodes.conf`` in a temporary directory. ``stop()`` ends them all; ``start()`` again keeps the
-    ports and creates a new cluster.
-    """
-
-    def __init__(self) -> None:
-        executable, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        assert executable and cli, "redis-server is missing: tests/setup.sh installs it (Debian package redis-server)"
-        self.executable, self.cli = executable, cli
-        ports = _free_ports(12)
-        self.ports, self.bus_ports = ports[:6], ports[6:]
-        # redis-cli --cluster create makes the first three nodes the masters.
-        self.url = f"redis+cluster://127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}/"
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}  # by port
-        self.directory: str | None = None
-
-    def start(self, timeout: float = 60) -> None:
-        """Start the nodes, create the cluster with ``redis-cli --cluster create`` and wait until every
-        node says ``cluster_state:ok``, sees three masters with slots and three replicas, all connected,
-        and lists a replica for each slot range in CLUSTER SLOTS; every replica is in sync.
-        Ends what it started if that fails."""
-        deadline = time.monotonic() + timeout
-        try:
-            self.directory = tempfile.mkdtemp(prefix="redis-cluster-")
-            for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
-                command = [
-                    *_server_command(self.executable, port, self.directory), "--cluster-enabled", "yes",
-                    "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "1000",
-                    "--cluster-port", str(bus_port), "--repl-ping-replica-period", "1",
-                ]  # fmt: skip
-                self.processes[port] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-            _wait(deadline, "the nodes", self._all_answer, self.processes)
-            create = [self.cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports)]
-            created = subprocess.run(
-                [*create, "--cluster-replicas", "1", "--cluster-yes"],
-                check=False,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=max(deadline - time.monotonic(), 1),
-            )
-            if created.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout.decode()[-2000:]}")
-            _wait(deadline, "the cluster", self._settled, self.processes)
-            masters = self.masters()
-            assert self.ports[0] in masters and self.ports[1] in masters, masters
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Terminate every process this service started, by its Popen, and remove the temporary directory."""
-        _end(self.processes)
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
-
-    def masters(self) -> list[int]:
-        """The ports of the masters serving slots, as ``CLUSTER SLOTS`` on a live node tells."""
-        return sorted({port for _slots, port in self._slots()})
-
-    def node_for(self, key: str | bytes) -> int:
-        """The port of the master serving the slot of ``key`` (or shard channel)."""
-        slot = key_slot(key.encode() if isinstance(key, str) else key)
-        for (first, last), port in self._slots():
-            if first <= slot <= last:
-                return port
-        raise RuntimeError(f"no master serves slot {slot}")
-
-    def kill(self, port: int) -> None:
-        """SIGKILL the node on ``port``, by its pid."""
-        process = self.processes[port]
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-    def wait_for_takeover(self, killed_port: int, timeout: float = 30) -> None:
-        """Wait until every surviving node says ``cluster_state:ok`` and none gives a slot to ``killed_port``:
-        its replica has taken its slots over."""
-        alive = {port: process for port, process in self.processes.items() if process.poll() is None}
-
-        def check() -> str | None:
-            for port in alive:
-                state = _info(port, "cluster").get("cluster_state")
-                if state != "ok":
-                    return f"node {port} says cluster_state:{state}"
-                with _client(port) as client:
-                    ranges = client.execute_command("CLUSTER SLOTS")
-                if any(served[2][1] == killed_port for served in ranges):
-                    return f"node {port} still gives slots to {killed_port}"
-                if sum(served[1] - served[0] + 1 for served in ranges) != 16384:
-                    return f"node {port} does not cover every slot"
-            return None
-
-        _wait(time.monotonic() + timeout, f"a replica taking over from {killed_port}", check, alive)
-
-    def replica_of(self, master_port: int) -> int | None:
-        """The port of a replica of the master on ``master_port`` (None if it has none, after a takeover)."""
-        with _client(master_port) as client:
-            ranges = client.execute_command("CLUSTER SLOTS")
-        found = [int(served[3][1]) for served in ranges if int(served[2][1]) == master_port and len(served) > 3]
-        return found[0] if found else None
-
-    def fail_over(self, master_port: int, timeout: float = 30) -> int:
-        """Have the replica of ``master_port`` take its slots over with ``CLUSTER FAILOVER`` (the old master
-        lives on, as a replica); wait until every node gives those slots to it, and return its port."""
-        replica = self.replica_of(master_port)
-        assert replica is not None, f"{master_port} has no replica"
-        with _client(replica) as client:
-            client.execute_command("CLUSTER FAILOVER")
-
-        alive = {port: process for port, process in self.processes.items() if process.poll() is None}
-
-        def check() -> str | None:
-            for port in alive:
-                with _client(port) as client:
-                    masters = {int(served[2][1]) for served in client.execute_command("CLUSTER SLOTS")}
-                if master_port in masters or replica not in masters:
-                    return f"node {port} still gives the slots to {master_port}"
-            return None
-
-        _wait(time.monotonic() + timeout, f"{replica} taking over from {master_port}", check, alive)
-        return replica
-
-    def client(self) -> redis.RedisCluster:
-        """A cluster client, started from the live nodes."""
-        nodes = [ClusterNode("127.0.0.1", port) for port, process in self.processes.items() if process.poll() is None]
-        return redis.RedisCluster(startup_nodes=nodes, socket_timeout=5)
-
-    def _slots(self) -> list[tuple[tuple[int, int], int]]:
-        """``((first slot, last slot), master port)`` for each range of ``CLUSTER SLOTS`` on the first live node."""
-        for port, process in self.processes.items():
-            if process.poll() is None:
-                with _client(port) as client:
-                    ranges = client.execute_command("CLUSTER SLOTS")
-                return [((served[0], served[1]), int(served[2][1])) for served in ranges]
-        raise RuntimeError("no cluster node is running")
-
-    def _all_answer(self) -> str | None:
-        for port in self.ports:
-            with _client(port) as client:
-                client.ping()
-        return None
-
-    def _settled(self) -> str | None:
-        for port in self.ports:
-            state = _info(port, "cluster").get("cluster_state")
-            if state != "ok":
-                return f"node {port} says cluster_state:{state}"
-            with _client(port) as client:
-                nodes = [(set(node["flags"].split(",")), node) for node in client.cluster("NODES").values()]
-            masters = [node for flags, node in nodes if "master" in flags and node["slots"]]
-            replicas = [node for flags, node in nodes if "slave" in flags]
-            if len(masters) != 3 or len(replicas) != 3:
-                return f"node {port} sees {len(masters)} masters with slots and {len(replicas)} replicas"
-            if any(not node["connected"] or {"fail", "fail?", "handshake", "noaddr"} & flags for flags, node in nodes):
-                return f"node {port} does not see every node connected"
-            myself = next(flags for flags, _node in nodes if "myself" in flags)
-            if "slave" in myself and _info(port, "replication").get("master_link_status") != "up":
-                return f"replica {port} is not in sync"
-            # CLUSTER SLOTS leaves out a replica until its replication offset is above 0: the master's
-            # first PING (every second here, not every 10) moves it.
-            with _client(port) as client:
-                if any(len(served) < 4 for served in client.execute_command("CLUSTER SLOTS")):
-                    return f"node {port} does not list a replica for every slot range yet"
-        return None

@@ -18,7 +18,7 @@ import redis
 from duck_ws_sync.brokers.envelope import encode
 from duck_ws_sync.brokers.redis import CHANNEL_PREFIX, USER_CHANNEL_PREFIX
 from duck_ws_sync.testing import LiveServer, WebSocketClient, serve
-from tests.integration.redis_service import ClusterService, SentinelService
+from tests.integration.redis_ha import ClusterService, SentinelService
 from tests.integration.test_users_redis import made, nothing_more, post, presence, spread
 
 __all__ = ["made"]  # a fixture of the other module, used here

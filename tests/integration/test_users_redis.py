@@ -12,6 +12,8 @@ import concurrent.futures
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 from duck_ws_sync.testing import LiveServer, WebSocketClient, serve
+from tests.integration.conftest import ROOT
 from tests.integration.redis_service import RedisService
 
 APP = "tests.integration.apps.presence_app:app"
@@ -184,3 +187,41 @@ def test_two_gunicorn_masters_share_users_and_presence_through_redis(
         u7 = [ws for ws, _ in here[:2] + there[:2]]
         assert [ws.receive() for ws in u7] == ["across machines"] * 4
         nothing_more([ws for ws, _ in here[2:] + there[2:]])
+
+
+def test_a_background_job_reaches_a_user_and_reads_the_presence(
+    workers: LiveServer, redis_service: RedisService, made: list[WebSocketClient]
+) -> None:
+    """A process that serves nothing, with the broker configured: a cron job, a task queue's worker."""
+    members = spread(workers, "jobs", ["u5", "u5", "u6"], made)
+    job = (
+        "from duck_ws_sync import presence, send_to_user\n"
+        "send_to_user('u5', 'from a job')\n"
+        "print(presence('jobs').count, sorted(presence('jobs').users))\n"
+    )
+    env = {**os.environ, "DUCK_WS_SYNC_BROKER": redis_service.url, "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run([sys.executable, "-c", job], check=False, env=env, capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split("\n")[0] == "3 ['u5', 'u6']"
+    assert [ws.receive() for ws, _ in members[:2]] == ["from a job"] * 2
+    nothing_more([members[2][0]])
+
+
+def test_presence_is_whole_again_after_redis_lost_everything(
+    redis_service: RedisService, made: list[WebSocketClient]
+) -> None:
+    """Redis restarted without persistence: the workers write their members' entries again once it is back."""
+    with gunicorn("gevent", redis_service.url) as server:
+        spread(server, "kept", users_of(12), made)
+        assert presence(server, "kept")["count"] == 12
+        redis_service.stop()
+        status, body, _ = get(server, "/presence/kept")
+        assert status == 503 and body.startswith(b"unavailable: Redis at"), body
+        redis_service.start()  # empty: no persistence
+        started = time.monotonic()
+        while (found := get(server, "/presence/kept"))[0] != 200 or json.loads(found[1])["count"] != 12:
+            assert time.monotonic() - started < 10, found
+            time.sleep(0.1)
+        print(f"presence: whole again {time.monotonic() - started:.1f} s after Redis came back empty")
+        assert post(server, "/user/u1", b"after the restart") == (200, b"sent")
+        assert all(ws.receive() == "after the restart" for ws in made[:10])
