@@ -69,6 +69,9 @@ GROUP, USER = "g", "u"
 # Joins, leaves and deliveries may come from several threads; nothing waits while holding it.
 _lock = threading.Lock()
 _topics: dict[str, set[Session]] = {}
+# A session's ``groups`` once it has left them all for good (``leave_all``): joins after that are no-ops,
+# whatever thread makes them and whenever (an ``on_close`` that joins, a join racing the end).
+_ENDED: dict[str, Any] = {}
 
 
 def group_topic(group: str) -> str:
@@ -135,6 +138,8 @@ def join(session: Session, topic: str, info: Any = None) -> None:
         session.groups[topic] = info
         return
     with _lock:
+        if session.groups is _ENDED:
+            return
         topic_members = _topics.get(topic)
         first = topic_members is None
         if topic_members is None:
@@ -168,10 +173,11 @@ def leave(session: Session, topic: str) -> None:
 
 
 def leave_all(session: Session) -> None:
-    """``session`` leaves every topic (it has ended)."""
+    """``session`` leaves every topic, for good: it has ended, and joins no more."""
     with _lock:
         topics = list(session.groups or ())
         emptied = [topic for topic in topics if _leave(session, topic)]
+        session.groups = _ENDED
     _left(session, topics, emptied)
 
 
@@ -203,7 +209,7 @@ def _leave(session: Session, topic: str) -> bool:
         if not topic_members:
             del _topics[topic]
             emptied = True
-    if session.groups is not None:
+    if session.groups is not None and session.groups is not _ENDED:
         session.groups.pop(topic, None)
     return emptied
 

@@ -37,8 +37,7 @@ def run(session: Session, loop: TaskCounting, transport: Transport) -> None:
         join_recorded(session)  # the user and the groups that ``authorize`` set
         loop.run_until_complete(session.inbox.run(session.hooks.serve(session)))
     finally:
-        if session.groups:
-            leave_all(session)
+        leave_all(session)
         session.stop()
         transport.linger()
         try:

@@ -185,3 +185,17 @@ def test_a_join_in_authorize_takes_effect_at_open_and_never_for_a_refused_connec
     finally:
         ws.close()
     assert wait_for_count(server, "door", 0)["count"] == 0
+
+
+def test_a_join_after_the_end_is_a_no_op(server: Server, connect: Any) -> None:
+    """``on_close`` runs after the connection left its groups: joining there must leave nothing behind."""
+    ws = connect("early-leaver", "u77")
+    assert ask(ws, "late:after-the-end") == "later"
+    ws.close()
+    wait_for_count(server, "early-leaver", 0)
+    time.sleep(0.2)  # on_close has run by now
+    assert presence(server, "after-the-end")["count"] == 0
+    witness = connect("after-the-end", "witness")
+    server.post("/user/too-late", b"to nobody")
+    assert nothing_comes(witness)
+    assert presence(server, "after-the-end")["count"] == 1

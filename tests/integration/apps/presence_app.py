@@ -8,7 +8,7 @@
   (sets ``user_id``, ``user:`` alone clears it; answers ``identified``),
   ``rename:<name>`` (joins the room again with that name; ``renamed``),
   ``to:<id>:<text>`` (``send_to_user`` from the hook, this tab excluded;
-  ``sent``).
+  ``sent``), ``late:<group>`` (``on_close`` will join that group; ``later``).
 - ``/ws/plain/<room>?user=<id>``: the same identity and join, with plain
   ``def`` hooks.
 - ``/ws/early/<room>?user=<id>``: joins the room (info ``"early"``) and
@@ -72,6 +72,12 @@ class Room(WebSocketView):
         text = data.decode("utf-8") if opcode == OpCode.TEXT else ""
         await self.send_text(self.answer(text))
 
+    async def on_close(self):
+        late = getattr(self, "late", None)
+        if late:  # the connection has ended: this join must be a no-op
+            self.join(late, "too late")
+            self.user_id = "too-late"
+
     def answer(self, text):
         room = self.kwargs["room"]
         if text == "pid":
@@ -88,6 +94,9 @@ class Room(WebSocketView):
         if text.startswith("rename:"):
             self.join(room, {"name": text[7:]})
             return "renamed"
+        if text.startswith("late:"):
+            self.late = text[5:]
+            return "later"
         if text.startswith("to:"):
             user, _, message = text[3:].partition(":")
             try:
