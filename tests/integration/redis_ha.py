@@ -30,7 +30,25 @@ from tests.integration.redis_service import (
 )
 
 
-class SentinelService:
+class Processes:
+    """Redis processes by port, the temporary directory they write in, and their certificates, if any."""
+
+    processes: dict[int, subprocess.Popen[bytes]]
+    directory: str | None
+    certificates: Certificates | None
+
+    def stop(self) -> None:
+        """Terminate every process this service started, by its Popen, and remove the temporary directory
+        and the certificates."""
+        end_all(self.processes)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+        if self.certificates is not None:
+            self.certificates.remove()
+
+
+class SentinelService(Processes):
     """One master, one replica and three sentinels watching them as ``mymaster`` (quorum 2), without persistence.
 
     Each process on its own free port of 127.0.0.1; the sentinels write their configuration files in a
@@ -80,16 +98,6 @@ class SentinelService:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        """Terminate every process this service started, by its Popen, and remove the temporary directory
-        and the certificates."""
-        end_all(self.processes)
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
-        if self.certificates is not None:
-            self.certificates.remove()
 
     def master_port(self) -> int:
         """The master's port, as the first sentinel that answers ``SENTINEL get-master-addr-by-name`` tells."""
@@ -195,7 +203,7 @@ class SentinelService:
         return self._replica_synced()
 
 
-class ClusterService:
+class ClusterService(Processes):
     """Six cluster nodes, three masters with a replica each, without persistence; node timeout 1 s.
 
     Each node on its own free port of 127.0.0.1 (its cluster bus on another), with its
@@ -260,16 +268,6 @@ class ClusterService:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        """Terminate every process this service started, by its Popen, and remove the temporary directory
-        and the certificates."""
-        end_all(self.processes)
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
-        if self.certificates is not None:
-            self.certificates.remove()
 
     def masters(self) -> list[int]:
         """The ports of the masters serving slots, as ``CLUSTER SLOTS`` on a live node tells."""

@@ -185,25 +185,34 @@ def rooms_on_each_master(cluster: ClusterService) -> dict[int, str]:
 def test_cluster_groups_on_every_master_and_users_across_two_gunicorn_masters(
     cluster: ClusterService, made: list[WebSocketClient]
 ) -> None:
+    with gunicorn(cluster.url) as first, gunicorn(cluster.url) as second:
+        assert isinstance(first, LiveServer) and isinstance(second, LiveServer)
+        groups_and_users_on_every_master(cluster, first, second, made)
+
+
+def groups_and_users_on_every_master(
+    cluster: ClusterService, first: LiveServer, second: LiveServer, made: list[WebSocketClient]
+) -> None:
+    """Members of rooms on each master under both gunicorn masters: broadcasts and presence through either, and
+    ``send_to_user`` to u1's connections everywhere and nobody else's (test_redis_tls.py runs it over TLS)."""
     rooms = rooms_on_each_master(cluster)
     assert len(rooms) == 3
     assert cluster.node_for(USER_CHANNEL_PREFIX + "u1") in rooms  # a user's channel has a master too
-    with gunicorn(cluster.url) as first, gunicorn(cluster.url) as second:
-        assert isinstance(first, LiveServer) and isinstance(second, LiveServer)
-        members: dict[str, list[WebSocketClient]] = {}
-        for room in rooms.values():
-            here = spread(first, room, ["u1", "u2", None], made)
-            there = spread(second, room, ["u1", "u3"], made)
-            members[room] = [ws for ws, _ in here + there]
-        for room, clients in members.items():
-            for server in (first, second):
-                assert delivered(server, room, clients, f"to {room} through {server.port}")
-            found = presence(second, room)
+    members: dict[str, list[WebSocketClient]] = {}
+    for room in rooms.values():
+        here = spread(first, room, ["u1", "u2", None], made)
+        there = spread(second, room, ["u1", "u3"], made)
+        members[room] = [ws for ws, _ in here + there]
+    for room, clients in members.items():
+        for server in (first, second):
+            assert delivered(server, room, clients, f"to {room} through {server.port}")
+            found = presence(server, room)
             assert found["count"] == 5 and set(found["users"]) == {"u1", "u2", "u3"}
-        assert post(first, "/user/u1", b"to u1 everywhere") == (200, b"sent")
-        u1 = [clients[index] for clients in members.values() for index in (0, 3)]
-        assert [ws.receive() for ws in u1] == ["to u1 everywhere"] * 6
-        nothing_more([clients[index] for clients in members.values() for index in (1, 2, 4)])
+    u1 = [clients[index] for clients in members.values() for index in (0, 3)]
+    for server in (first, second):
+        assert post(server, "/user/u1", f"to u1 through {server.port}".encode()) == (200, b"sent")
+        assert [ws.receive() for ws in u1] == [f"to u1 through {server.port}"] * 6
+    nothing_more([clients[index] for clients in members.values() for index in (1, 2, 4)])
 
 
 def test_cluster_a_killed_master_is_taken_over_and_delivery_resumes(

@@ -18,15 +18,15 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from duck_ws_sync.brokers.redis import CHANNEL_PREFIX, USER_CHANNEL_PREFIX
+from duck_ws_sync.brokers.redis import CHANNEL_PREFIX
 from duck_ws_sync.testing import LiveServer, WebSocketClient
 from tests.integration.redis_ha import ClusterService, SentinelService
 from tests.integration.redis_service import RedisService
 from tests.integration.test_redis_failover import (
     SENTINEL_BOUND,
     delivered,
+    groups_and_users_on_every_master,
     gunicorn,
-    rooms_on_each_master,
     until_delivered,
 )
 from tests.integration.test_users_redis import made, nothing_more, post, presence, spread
@@ -145,28 +145,10 @@ def test_rediss_cluster_groups_on_every_master_and_users_across_two_gunicorn_mas
     tls_cluster: ClusterService, made: list[WebSocketClient]
 ) -> None:
     assert tls_cluster.url.startswith("rediss+cluster://")
-    rooms = rooms_on_each_master(tls_cluster)
-    assert len(rooms) == 3
-    assert tls_cluster.node_for(USER_CHANNEL_PREFIX + "u1") in rooms  # a user's channel has a master too
     with gunicorn(tls_cluster.url) as first, gunicorn(tls_cluster.url) as second:
         assert isinstance(first, LiveServer) and isinstance(second, LiveServer)
-        members: dict[str, list[WebSocketClient]] = {}
-        for room in rooms.values():
-            here = spread(first, room, ["u1", "u2", None], made)
-            there = spread(second, room, ["u1", "u3"], made)
-            members[room] = [ws for ws, _ in here + there]
-        for room, clients in members.items():
-            for server in (first, second):
-                assert delivered(server, room, clients, f"to {room} through {server.port}")
-            for server in (first, second):
-                found = presence(server, room)
-                assert found["count"] == 5 and set(found["users"]) == {"u1", "u2", "u3"}
-        for server in (first, second):
-            assert post(server, "/user/u1", f"to u1 through {server.port}".encode()) == (200, b"sent")
-            u1 = [clients[index] for clients in members.values() for index in (0, 3)]
-            assert [ws.receive() for ws in u1] == [f"to u1 through {server.port}"] * 6
-        nothing_more([clients[index] for clients in members.values() for index in (1, 2, 4)])
-        for port in rooms:
+        groups_and_users_on_every_master(tls_cluster, first, second, made)
+        for port in tls_cluster.masters():
             plain_client_fails(port)
         for server in (first, second):
             no_outage(server)

@@ -15,6 +15,7 @@ import pytest
 import websocket
 
 from tests.integration.conftest import Server, serve
+from tests.integration.test_groups import nothing_comes
 
 TIMEOUT = 10
 
@@ -58,17 +59,6 @@ def presence(server: Server, room: str) -> dict[str, Any]:
         return json.loads(response.read())
     finally:
         connection.close()
-
-
-def nothing_comes(ws: websocket.WebSocket, seconds: float = 0.3) -> bool:
-    ws.settimeout(seconds)
-    try:
-        ws.recv()
-    except websocket.WebSocketTimeoutException:
-        return True
-    finally:
-        ws.settimeout(TIMEOUT)
-    return False
 
 
 def wait_for_count(server: Server, room: str, count: int) -> dict[str, Any]:
