@@ -38,7 +38,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-__all__ = ["SOCKET_TIMEOUT", "UNAVAILABLE", "Link", "Servers", "servers"]
+__all__ = ["FAILED", "SOCKET_TIMEOUT", "UNAVAILABLE", "Link", "Servers", "servers"]
 
 # How long a command or a connection attempt may take before the broker counts as unavailable.
 SOCKET_TIMEOUT = 1.0
@@ -55,6 +55,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisClusterException,
     OSError,
 )
+# What a command may raise at all: unavailable, or an error reply (an ACL's NOPERM, out of memory...).
+FAILED: tuple[type[BaseException], ...] = (redis.RedisError, *UNAVAILABLE)
 
 
 @dataclass(slots=True)
@@ -149,13 +151,28 @@ class ClusterServers(Servers):
         addresses = _addresses(parts.netloc.rpartition("@")[2])
         if not addresses or parts.path.strip("/"):
             raise ValueError(f"a Cluster broker URL is redis+cluster://host:port,host:port/, not {url!r}")
-        options: dict[str, Any] = {**_options(), **_credentials(parts), **_tls(parts)}
-        self.client = RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in addresses],
-            socket_timeout=SOCKET_TIMEOUT,
-            require_full_coverage=False,
-            **options,
-        )
+        self._options: dict[str, Any] = {
+            "startup_nodes": [ClusterNode(host, port) for host, port in addresses],
+            "socket_timeout": SOCKET_TIMEOUT,
+            "require_full_coverage": False,
+            **_options(),
+            **_credentials(parts),
+            **_tls(parts),
+        }
+        self._client: RedisCluster | None = None
+
+    @property  # Servers.client is an attribute; this one is made at first use
+    def client(self) -> RedisCluster:
+        """The cluster's client, made at first use: making it asks a node for the cluster's slots, and a worker
+        that starts while no node answers must serve all the same (its broker is unavailable meanwhile).
+
+        Raises:
+            redis.exceptions.RedisClusterException: No node answers yet.
+        """
+        client = self._client
+        if client is None:
+            client = self._client = RedisCluster(**self._options)
+        return client
 
     def publish(self, channel: str, payload: bytes) -> None:
         self.client.spublish(channel, payload)

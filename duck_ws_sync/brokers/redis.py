@@ -53,7 +53,7 @@ import redis
 from ..engine.groups import GROUP, USER, deliver, has_members, present_everywhere
 from ..engine.presence import Member, Presence, process_id
 from ..exceptions import BrokerUnavailable
-from .connections import UNAVAILABLE, Link, servers
+from .connections import FAILED, UNAVAILABLE, Link, servers
 from .envelope import MARKER, Envelope, Malformed, decode, encode, read_reply
 from .redis_presence import REFRESH_EVERY, PresenceScripts
 
@@ -147,7 +147,7 @@ class RedisBroker:
         self.url = url
         self._shown_url = re.sub(r"//[^@/]*@", "//***@", url)
         self._servers = servers(url)
-        self._presence = PresenceScripts(self._servers.client)
+        self._scripts: PresenceScripts | None = None  # made at first use, as a cluster's client is
         self._subscribe_command = "SSUBSCRIBE" if self._servers.sharded else "SUBSCRIBE"
         self._unsubscribe_command = "SUNSUBSCRIBE" if self._servers.sharded else "UNSUBSCRIBE"
         self._origin = process_id().encode()
@@ -185,25 +185,31 @@ class RedisBroker:
         """Write ``member``'s entry in the group's presence; if Redis cannot take it now, the next refresh does."""
         if self._down_since is None:
             try:
-                self._presence.enter(topic, [member])
-            except redis.RedisError as exc:  # never the join's failure: logged, and written again later
+                self._presence().enter(topic, [member])
+            except FAILED as exc:  # never the join's failure: logged, written again later
                 self._unwritten.note(channel(topic).encode(), f"{type(exc).__name__}: {exc}", time.monotonic())
 
     def depart(self, topic: str, connection_id: str) -> None:
         """Delete a member's entry; if Redis cannot take it now, the entry expires by itself."""
         if self._down_since is None:
             try:
-                self._presence.depart(topic, [connection_id])
-            except redis.RedisError as exc:
+                self._presence().depart(topic, [connection_id])
+            except FAILED as exc:
                 self._unwritten.note(channel(topic).encode(), f"{type(exc).__name__}: {exc}", time.monotonic())
 
     def presence(self, topic: str) -> Presence:
         self._check_up()
         try:
-            return self._presence.read(topic)
+            return self._presence().read(topic)
         except UNAVAILABLE as exc:
             self._went_down(exc)
             raise BrokerUnavailable(f"Redis at {self._shown_url} is unavailable: {exc}") from exc
+
+    def _presence(self) -> PresenceScripts:
+        scripts = self._scripts
+        if scripts is None:
+            scripts = self._scripts = PresenceScripts(self._servers.client)
+        return scripts
 
     def _check_up(self) -> None:
         down_since = self._down_since
@@ -380,11 +386,11 @@ class RedisBroker:
             self._check_links()
             for group, group_members in present_everywhere().items():
                 try:
-                    self._presence.enter(group, group_members)
+                    self._presence().enter(group, group_members)
                 except UNAVAILABLE as exc:
                     self._went_down(exc)
                     break
-                except redis.RedisError as exc:  # this group's; the others, and the next round, go on
+                except FAILED as exc:  # this group's; the others, and the next round, go on
                     self._unwritten.note(channel(group).encode(), f"{type(exc).__name__}: {exc}", time.monotonic())
 
     def _check_links(self) -> None:

@@ -98,8 +98,10 @@ class ChatSocket(WebSocketView):
 
     async def on_open(self):
         self.room = self.kwargs.get("room", "lobby")
-        await self.send_json(system(f"👋 Welcome to the chat, {self.name}!"))  # first, before the room's messages
+        # A member first, so that whoever joins after this connection's welcome is heard: a client
+        # that reads the welcome and then sees a friend connect gets the friend's notice.
         self.join(self.room, info={"name": self.name})
+        await self.send_json(system(f"👋 Welcome to the chat, {self.name}!"))
         async with self.telling_if_undelivered():
             self.tell_room(system(f"{self.name} joined"), exclude=self)
             send_to_user(self.user_id, json.dumps(system(f"You joined #{self.room} in another tab")), exclude=self)

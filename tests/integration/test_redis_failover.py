@@ -264,3 +264,29 @@ def test_cluster_a_failover_the_old_master_survives_moves_the_subscriptions(
         for server in (first, second):  # followed as a moved slot, not as a subscriber that failed unexpectedly
             assert "the cluster moved duck_ws_sync" in server.output, server.output
             assert "the Redis subscriber at" not in server.output, server.output
+
+
+@pytest.mark.parametrize("kind", ["sentinel", "cluster"])
+def test_workers_that_start_before_redis_serve_and_deliver_once_it_is_up(
+    kind: str, made: list[WebSocketClient]
+) -> None:
+    """Sentinel or a cluster not started yet: connections open, broadcasts are refused, and all is well once up."""
+    service: SentinelService | ClusterService = SentinelService() if kind == "sentinel" else ClusterService()
+    try:
+        with gunicorn(service.url) as server:
+            assert isinstance(server, LiveServer)
+            clients = [ws for ws, _ in spread(server, "early", ["u1", "u2", "u3", "u4"], made)]  # joined: open
+            asked = time.monotonic()
+            assert not delivered(server, "early", clients, "before Redis")
+            assert time.monotonic() - asked < 5.0
+            service.start()
+            waited, _ = until_delivered(server, "early", clients, CLUSTER_BOUND)
+            print(f"{kind}: delivery {waited:.1f} s after it was up")
+            # The joins' entries could not be written: the workers write them once Redis is back.
+            deadline = time.monotonic() + 5
+            while (found := presence(server, "early"))["count"] != 4 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert found["count"] == 4
+            assert "Traceback" not in server.output, server.output
+    finally:
+        service.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,8 @@ import pytest
 import websocket
 
 from tests.integration.conftest import Server, serve
-from tests.integration.test_groups import nothing_comes
+from tests.integration.test_groups import closed_codes, nothing_comes
+from tests.integration.wire import RawClient
 
 TIMEOUT = 10
 
@@ -189,3 +191,37 @@ def test_a_join_after_the_end_is_a_no_op(server: Server, connect: Any) -> None:
     server.post("/user/too-late", b"to nobody")
     assert nothing_comes(witness)
     assert presence(server, "after-the-end")["count"] == 1
+
+
+def test_a_users_tab_that_never_reads_is_closed_with_1013_and_holds_up_no_other_tab(server: Server) -> None:
+    """``send_to_user`` keeps ``broadcast``'s slow-member policy: 4 MiB to a user with a stalled tab."""
+    stalled = RawClient(server.port, receive_buffer=64 * 1024)  # the user's phone, on a bad network
+    assert stalled.handshake("/ws/room/flood?user=fl") == 101
+    assert stalled.read_frame()[3] == b"joined"
+    tabs = [websocket.create_connection(server.url("/ws/room/flood?user=fl"), timeout=TIMEOUT) for _ in range(3)]
+    received: list[list[int]] = [[] for _ in tabs]
+
+    def read(index: int) -> None:
+        assert tabs[index].recv() == "joined"
+        for _ in range(64):
+            received[index].append(int(tabs[index].recv()[:8].decode()))
+
+    readers = [threading.Thread(target=read, args=(index,)) for index in range(len(tabs))]
+    try:
+        for reader in readers:
+            reader.start()
+        closed_before = closed_codes(server).count(1013)
+        # 4 MiB at 6.4 MB/s, as fast as the readers here keep up with (a burst beyond BROADCAST_BUFFER
+        # would close a reading tab too: the policy is per connection, whatever its reason to lag).
+        assert server.post("/flood-user/fl?count=64&size=65536&pause=0.01", timeout=30) == b"sent"
+        for reader in readers:
+            reader.join(10)
+        assert received == [list(range(64))] * 3  # every message, in order, to every tab that reads
+        deadline = time.monotonic() + 10
+        while closed_codes(server).count(1013) == closed_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert closed_codes(server).count(1013) == closed_before + 1  # the stalled tab, and no other
+    finally:
+        for ws in tabs:
+            ws.close()
+        stalled.sock.close()

@@ -19,6 +19,9 @@
 - ``POST /user/<id>``: the body to every connection of user ``<id>``
   (binary with the query ``binary``, the int id with ``int``).
 - ``POST /broadcast/<room>``: the body to every member of the room.
+- ``POST /flood-user/<id>?count=N&size=S&pause=P``: N binary messages of S
+  bytes, numbered, to user ``<id>`` from the request, P seconds apart.
+- ``GET /closed``: the close codes that ``Room.on_close`` saw, as JSON.
 
 Every plain response says which worker made it (``X-Worker-Pid``); a
 broker that cannot serve (``BrokerUnavailable``) is a 503. ``?hold``
@@ -29,6 +32,7 @@ connections go to the other workers.
 import json
 import os
 import re
+import time
 import urllib.parse
 
 from gevent import monkey
@@ -44,6 +48,8 @@ from duck_ws_sync import (
     send_to_user,
 )
 from duck_ws_sync.urls import path
+
+closed = []
 
 
 def user_of(text):
@@ -73,6 +79,7 @@ class Room(WebSocketView):
         await self.send_text(self.answer(text))
 
     async def on_close(self):
+        closed.append(self.close_code)
         late = getattr(self, "late", None)
         if late:  # the connection has ended: this join must be a no-op
             self.join(late, "too late")
@@ -167,6 +174,16 @@ def answer(environ, start_response):
         message = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         user = int(match.group(1)) if query == "int" else match.group(1)
         send_to_user(user, message if query == "binary" else message.decode("utf-8"))
+        start_response("200 OK", headers())
+        return [b"sent"]
+    if route == "/closed":
+        start_response("200 OK", headers("application/json"))
+        return [json.dumps(closed).encode()]
+    if match := re.fullmatch(r"/flood-user/(.+)", route):
+        sizes = dict(part.split("=") for part in query.split("&"))
+        for number in range(int(sizes["count"])):
+            send_to_user(match.group(1), f"{number:08d}".encode() + b"x" * (int(sizes["size"]) - 8))
+            time.sleep(float(sizes.get("pause", 0)))
         start_response("200 OK", headers())
         return [b"sent"]
     if match := re.fullmatch(r"/broadcast/(.+)", route):
