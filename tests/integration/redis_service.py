@@ -7,6 +7,7 @@ service takes ``tls=True``: every process then speaks TLS only, with a throwaway
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -15,8 +16,8 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 import redis
 
@@ -106,6 +107,24 @@ class Certificates:
         )
         if done.returncode != 0:
             raise RuntimeError(f"openssl {arguments[0]} failed: {done.stdout.decode()[-2000:]}")
+
+
+class Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Service)
+
+
+@contextlib.contextmanager
+def running(service: S) -> Iterator[S]:
+    """``service`` started, and stopped however the block ends, a failed start included."""
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
 
 
 class RedisService:

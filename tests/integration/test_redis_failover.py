@@ -19,6 +19,7 @@ from duck_ws_sync.brokers.envelope import encode
 from duck_ws_sync.brokers.redis import CHANNEL_PREFIX, USER_CHANNEL_PREFIX
 from duck_ws_sync.testing import LiveServer, WebSocketClient, serve
 from tests.integration.redis_ha import ClusterService, SentinelService
+from tests.integration.redis_service import running
 from tests.integration.test_users_redis import made, nothing_more, post, presence, spread
 
 __all__ = ["made"]  # a fixture of the other module, used here
@@ -81,12 +82,8 @@ def until_delivered(
 @pytest.fixture
 def sentinel() -> Iterator[SentinelService]:
     """A fresh master, replica and sentinels for each test (about 2 s): a failover leaves no replica behind."""
-    service = SentinelService()
-    service.start()
-    try:
+    with running(SentinelService()) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def test_sentinel_a_killed_master_is_replaced_and_delivery_resumes_on_the_same_connections(
@@ -163,12 +160,8 @@ def test_sentinel_a_failover_the_old_master_survives_moves_subscriber_and_publis
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ClusterService]:
-    service = ClusterService()
-    service.start()
-    try:
+    with running(ClusterService()) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def rooms_on_each_master(cluster: ClusterService) -> dict[int, str]:

@@ -21,7 +21,7 @@ from redis.retry import Retry
 from duck_ws_sync.brokers.redis import CHANNEL_PREFIX
 from duck_ws_sync.testing import LiveServer, WebSocketClient
 from tests.integration.redis_ha import ClusterService, SentinelService
-from tests.integration.redis_service import RedisService
+from tests.integration.redis_service import RedisService, running
 from tests.integration.test_redis_failover import (
     SENTINEL_BOUND,
     delivered,
@@ -69,33 +69,21 @@ def deliveries(server: LiveServer, room: str, clients: list[WebSocketClient], la
 
 @pytest.fixture
 def tls_redis() -> Iterator[RedisService]:
-    service = RedisService(tls=True)
-    try:
-        service.start()
+    with running(RedisService(tls=True)) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture
 def tls_sentinel() -> Iterator[SentinelService]:
     """A fresh master, replica and sentinels: the test's failover leaves no replica behind."""
-    service = SentinelService(tls=True)
-    service.start()
-    try:
+    with running(SentinelService(tls=True)) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture
 def tls_cluster() -> Iterator[ClusterService]:
-    service = ClusterService(tls=True)
-    service.start()
-    try:
+    with running(ClusterService(tls=True)) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def test_rediss_one_server_broadcasts_users_and_presence_across_two_workers(
