@@ -31,6 +31,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import OpCode, State
+from ..protocol.frames import serialize_header
 from .outbox import Outbox
 from .presence import Member, Presence, UserId, connection_id
 
@@ -273,9 +274,10 @@ def deliver(topic: str, message: str | bytes, exclude: Any = None) -> int:
     else:
         raise TypeError(f"a broadcast is str (text) or bytes (binary), not {type(message).__name__}")
     skipped = _excluded(exclude)
+    frame = serialize_header(opcode, len(data)) + data  # for every member that takes it as it is
     queued = 0
     for session in members(topic):
-        if session not in skipped and _outbox(session).push(data, opcode):
+        if session not in skipped and (session.outbox or _outbox(session)).push(data, opcode, frame):
             queued += 1
     return queued
 

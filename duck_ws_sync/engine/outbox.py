@@ -48,8 +48,13 @@ class Outbox:
         self._unchecked = 0  # bytes written at once since the socket's queue was last looked at
         self._lock = threading.Lock()
 
-    def push(self, data: bytes, opcode: OpCode) -> bool:
-        """Send one message, or queue it, from any greenlet or thread; False if the member is gone or was too slow."""
+    def push(self, data: bytes, opcode: OpCode, frame: bytes | None = None) -> bool:
+        """Send one message, or queue it, from any greenlet or thread; False if the member is gone or was too slow.
+
+        ``frame``: the message as one final frame, built once for every
+        member; written as it is where the member takes it
+        (``Session.send_frame_nowait``).
+        """
         session = self._session
         loop = session.loop
         if loop is None or loop.is_closed() or session.state is not State.OPEN:
@@ -69,9 +74,12 @@ class Outbox:
                 self._unchecked = 0
                 behind = session.unsent_bytes()
             if behind + len(data) <= limit:
-                sent = session.send_nowait(
-                    session.connection.send_message, opcode, data, session.endpoint.MAX_FRAME_SIZE
-                )
+                fragment_size = session.endpoint.MAX_FRAME_SIZE
+                sent = None
+                if frame is not None and (fragment_size is None or len(data) <= fragment_size):
+                    sent = session.send_frame_nowait(frame)
+                if sent is None:
+                    sent = session.send_nowait(session.connection.send_message, opcode, data, fragment_size)
                 if sent is not None:
                     return sent
         with self._lock:

@@ -258,10 +258,9 @@ class Session(Clock):
             (``Transport.hand_over``), which holds the write lock until it is out.
         """
         lock = self._write_lock
-        transport = self._transport
-        if not transport.can_write_now() or not lock.acquire(blocking=False):
+        if not self._transport.can_write_now() or not lock.acquire(blocking=False):
             return None
-        handed_over = False
+        written = False
         try:
             if self._broken:
                 return False
@@ -275,6 +274,36 @@ class Session(Clock):
                 return False
             if closing:
                 self._closing_starts()
+            written = True
+            return self._write_nowait(chunks)
+        finally:
+            if not written:
+                lock.release()
+
+    def send_frame_nowait(self, frame: bytes) -> bool | None:
+        """Write a whole message's one frame, built by the caller, without waiting (``ServerConnection.take_frame``).
+
+        A broadcast frames its message once for every member that takes it
+        this way: one system call per member, no framing. Returns what
+        ``send_nowait`` returns, and None too when the core would frame the
+        message otherwise (an extension, bytes queued before it): send it
+        the usual way then.
+        """
+        lock = self._write_lock
+        if not self._transport.can_write_now() or not lock.acquire(blocking=False):
+            return None
+        with self._core_lock:
+            taken = not self._broken and self.connection.take_frame(len(frame))
+        if not taken:
+            lock.release()
+            return False if self._broken else None
+        return self._write_nowait([frame])
+
+    def _write_nowait(self, chunks: list[Any]) -> bool:
+        """Write what the socket takes at once, hand the rest to the host; release the write lock or hand it over."""
+        transport = self._transport
+        handed_over = False
+        try:
             try:
                 rest = transport.write_what_fits(chunks)
             except OSError as exc:
@@ -289,7 +318,7 @@ class Session(Clock):
             return True
         finally:
             if not handed_over:
-                lock.release()
+                self._write_lock.release()
 
     def finish_writing(self, chunks: list[Any]) -> None:
         """Write ``chunks`` and release the write lock, which ``send_nowait`` handed over (``Transport.hand_over``)."""

@@ -131,6 +131,26 @@ class FrameWriter:
             first = start == 0
             self._write(opcode if first else OpCode.CONTINUATION, view[start:stop], stop >= length, rsv1 and first)
 
+    def take_frame(self, size: int) -> bool:
+        """Count a whole message's one final frame, ``size`` bytes, that the caller built and writes itself.
+
+        For a message sent to many connections (a broadcast), framed once
+        for all. A connection takes it when it would have framed the
+        message the same way and nothing is queued before it: it is OPEN
+        and agreed no extension. The caller makes sure the frame is one it
+        may send (a final text or binary frame, unmasked, its payload
+        within the connection's fragment size).
+
+        Returns:
+            Whether it was taken; if not, send the message the usual way.
+        """
+        if self.state is not OPEN or self.extensions or self._output:
+            return False
+        self.frames_sent += 1
+        self.messages_sent += 1
+        self.bytes_sent += size
+        return True
+
     def send_ping(self, payload: bytes = b"") -> None:
         """Send a Ping frame.
 

@@ -9,6 +9,7 @@ import http.client
 import json
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -76,6 +77,42 @@ def test_a_plain_http_view_broadcasts_text_and_binary(server: Server) -> None:
     finally:
         for ws in members:
             ws.close()
+
+
+def read_fragments(client: RawClient) -> list[tuple[bool, bool, int, bytes]]:
+    """The frames of one message."""
+    fragments = [client.read_frame()]
+    while not fragments[-1][0]:
+        fragments.append(client.read_frame())
+    return fragments
+
+
+def test_one_broadcast_goes_to_each_member_as_its_connection_frames_it(server: Server) -> None:
+    """The frame built once goes to plain members; a compressing member and one with small frames frame their own."""
+    plain_member = RawClient(server.port)
+    compressing = RawClient(server.port)
+    small = RawClient(server.port)
+    deflate = {"Sec-WebSocket-Extensions": "permessage-deflate"}
+    assert plain_member.handshake("/ws/room/mixed") == 101
+    assert compressing.handshake("/ws/room/mixed", deflate) == 101
+    assert "permessage-deflate" in compressing.headers["sec-websocket-extensions"]
+    assert small.handshake("/ws/small/mixed") == 101
+    try:
+        for client in (plain_member, compressing, small):
+            read_fragments(client)  # "joined"
+        message = "hello, " * 20
+        assert server.post("/notify/mixed", message.encode()) == b"sent"
+        assert plain_member.read_frame() == (True, False, 1, message.encode())
+        fin, rsv1, opcode, payload = compressing.read_frame()
+        assert (fin, rsv1, opcode) == (True, True, 1)
+        assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == message.encode()
+        fragments = read_fragments(small)
+        assert len(fragments) == len(message) // 4 + (len(message) % 4 > 0)
+        assert b"".join(fragment[3] for fragment in fragments) == message.encode()
+        assert [fragment[2] for fragment in fragments] == [1] + [0] * (len(fragments) - 1)
+    finally:
+        for client in (plain_member, compressing, small):
+            client.sock.close()
 
 
 def test_leaving_a_group_and_closing_end_membership(server: Server) -> None:

@@ -800,6 +800,24 @@ class TestSending:
         with pytest.raises(LocalProtocolError):
             connection.send_text_now("late")
 
+    def test_take_frame_counts_a_frame_the_caller_built_and_writes(self):
+        connection = ServerConnection()
+        frame_bytes = server_frame(TEXT, b"to everyone")
+        assert connection.take_frame(len(frame_bytes))
+        assert not connection.has_data_to_send
+        assert (connection.frames_sent, connection.messages_sent, connection.bytes_sent) == (1, 1, len(frame_bytes))
+
+    def test_take_frame_refuses_behind_queued_bytes_with_an_extension_and_after_a_close(self):
+        queued = ServerConnection()
+        queued.send_ping(b"p")
+        compressed = ServerConnection(extensions=[PerMessageDeflate()])
+        closed = ServerConnection()
+        closed.send_close(1000)
+        for connection in (queued, compressed, closed):
+            counts = (connection.frames_sent, connection.messages_sent, connection.bytes_sent)
+            assert not connection.take_frame(10)
+            assert (connection.frames_sent, connection.messages_sent, connection.bytes_sent) == counts
+
 
 # Reading a read of one message in one call.
 

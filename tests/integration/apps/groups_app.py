@@ -4,6 +4,8 @@
   message is broadcast to the room (text as text, binary as binary), the
   sender excluded; ``leave``
   leaves the room (answering ``left``), ``join:<group>`` joins another.
+- ``/ws/small/<room>``: the same, with ``MAX_FRAME_SIZE`` 4: broadcasts
+  reach it in fragments.
 - ``POST /notify/<room>``: the body, broadcast to the room from a plain
   WSGI view (binary if the query string is ``binary``).
 - ``POST /flood/<room>?count=N&size=S``: N messages of S bytes, numbered,
@@ -64,6 +66,10 @@ class Room(WebSocketView):
         closed.append(self.close_code)
 
 
+class SmallFrames(Room):
+    MAX_FRAME_SIZE = 4
+
+
 def plain(environ, start_response):
     try:
         return answer(environ, start_response)
@@ -97,4 +103,4 @@ def answer(environ, start_response):
     return [body]
 
 
-app = WebSocketMiddleware(plain, [path("/ws/room/<room>", Room)])
+app = WebSocketMiddleware(plain, [path("/ws/room/<room>", Room), path("/ws/small/<room>", SmallFrames)])
