@@ -1,9 +1,10 @@
 """The host contract (``hosts/base.py``), tested once against both hosts: a real ``Session`` over a socketpair.
 
 Each test runs the same ``Session`` (no view, no server: an endpoint with the
-settings, and a coroutine that serves the messages) on the gevent host
-(a greenlet, gevent's sockets) and on the thread host (an OS thread, plain
-sockets), with a raw client on the other end of a socketpair. What the engine
+settings, and a coroutine that serves the messages) on the gevent host, in
+the calling greenlet (``serve_here``) and parked between runs (``start``,
+as beyond a WSGI call: no greenlet while idle), and on the thread host (an
+OS thread, plain sockets), with a raw client on the other end of a socketpair. What the engine
 asks of a host (reading, writing whole frames, writing without waiting and
 handing the rest over, the one deadline, running what may block, ending
 TCP) is seen on the wire.
@@ -12,6 +13,7 @@ TCP) is seen on the wire.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import struct
 import subprocess
@@ -22,12 +24,15 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.socket
+import greenlet
 import pytest
 
 from duck_ws_sync.engine import groups, registry
 from duck_ws_sync.engine.inbox import END
 from duck_ws_sync.engine.session import Session
+from duck_ws_sync.hosts.gevent import sessions as gevent_sessions
 from duck_ws_sync.hosts.gevent.sessions import serve_here
 from duck_ws_sync.hosts.threads import sessions as thread_sessions
 from duck_ws_sync.protocol import Message, OpCode
@@ -65,6 +70,7 @@ class Served:
 
     def __init__(self, host: str, settings: type[Settings], serve: Callable[[Session], Coroutine[Any, Any, None]]):
         self.host = host
+        self.gevent = host.startswith("gevent")
         self.closed_runs = 0
         self.received: list[Message] = []
         self.session = Session(settings(), Upgrade(), self)
@@ -72,6 +78,10 @@ class Served:
         if host == "gevent":
             server_side, self.client = gevent.socket.socketpair()
             self._runner: Any = gevent.spawn(serve_here, self.session, server_side)
+        elif host == "gevent-parked":
+            server_side, self.client = gevent.socket.socketpair()
+            self._ended = gevent.event.Event()
+            gevent.spawn(gevent_sessions.start, self.session, server_side, b"", self._ended.set, False).join(5)
         else:
             server_side, self.client = socket.socketpair()
             self._runner = threading.Thread(
@@ -119,12 +129,14 @@ class Served:
         if self.host == "gevent":
             self._runner.join(5)
             assert self._runner.dead
+        elif self.host == "gevent-parked":
+            assert self._ended.wait(5)
         else:
             self._runner.join(5)
             assert not self._runner.is_alive()
 
     def sleep(self, seconds: float) -> None:
-        (gevent.sleep if self.host == "gevent" else time.sleep)(seconds)
+        (gevent.sleep if self.gevent else time.sleep)(seconds)
 
 
 def _whole_frame_size(data: bytes) -> int:
@@ -149,7 +161,7 @@ async def echo(session: Session) -> None:
     session.answer()
 
 
-@pytest.fixture(params=["gevent", "threads"])
+@pytest.fixture(params=["gevent", "gevent-parked", "threads"])
 def host(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -241,7 +253,7 @@ def test_a_send_from_another_thread_or_greenlet_is_written_whole(serve, host):
     served.frames(1)
     session = served.session
     sender: Any
-    if host == "gevent":
+    if served.gevent:
         sender = gevent.spawn(session.send_message, b"from elsewhere", OpCode.TEXT)
         sender.join(5)
     else:
@@ -335,3 +347,31 @@ def test_the_thread_host_imports_nothing_of_gevent():
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def live_greenlets() -> int:
+    return sum(1 for item in gc.get_objects() if isinstance(item, greenlet.greenlet) and not item.dead)
+
+
+def test_idle_connections_on_gevent_hold_no_greenlet_and_wake_for_their_socket_and_for_callbacks():
+    gevent.sleep(0)  # the hub exists
+    before = live_greenlets()
+    served = [Served("gevent-parked", Settings, echo) for _ in range(20)]
+    try:
+        for index, one in enumerate(served):
+            one.send(frame(TEXT, b"%d" % index))
+            assert one.frames(1) == [(True, False, TEXT, b"%d" % index)]
+        gevent.sleep(0.05)
+        # Twenty idle connections: their loops are parked, one runner at most waits for work.
+        assert live_greenlets() - before <= 1
+        assert all(one.session.runner.loop._selector.waiting for one in served)
+        # A callback scheduled from elsewhere runs the parked loop, as a read does.
+        done = gevent.event.Event()
+        served[3].session.loop.call_soon(done.set)
+        assert done.wait(5)
+        served[7].send(frame(TEXT, b"again"))
+        assert served[7].frames(1) == [(True, False, TEXT, b"again")]
+    finally:
+        for one in served:
+            one.client.close()
+            one.wait()

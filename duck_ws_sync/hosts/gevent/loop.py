@@ -1,7 +1,9 @@
-"""An asyncio event loop that lives inside one greenlet.
+"""An asyncio event loop run by a greenlet, and parked with none while it waits for its socket.
 
 Each WebSocket connection runs its view's ``async def`` hooks on a
-``GreenletEventLoop`` of its own, in the connection's greenlet. It is a real
+``GreenletEventLoop`` of its own, in a greenlet: the one that calls
+``run_forever``, or, beyond a WSGI call, whichever runner of the thread
+(``runners.py``) is given it while it has work (``run_parked``). It is a real
 ``asyncio.BaseEventLoop`` (so futures, tasks, ``sleep``, ``wait_for``,
 ``gather``, ``Queue``, ``Lock``, ``TaskGroup``, ``asyncio.timeout``,
 ``call_later`` and contextvars behave as usual) whose only blocking point is a
@@ -9,6 +11,9 @@ gevent event: where a selector loop would wait for file descriptors, this one
 sleeps on the gevent hub until a callback is scheduled or a timer is due.
 Gevent-cooperative blocking code in a hook (a monkey-patched ``time.sleep``,
 a socket call, a database driver) therefore suspends only its own greenlet.
+A parked loop (nothing ready, no timer, its socket read to the end) has no
+greenlet at all: its socket's watcher, or a callback scheduled on it,
+resumes it in a runner.
 
 asyncio keeps one "running loop" per OS thread, but here many loops run in one
 thread, each in its own greenlet. A greenlet switch tracer swaps the running
@@ -162,11 +167,60 @@ class _Wakeup:
         self._read_all = False  # the reader's last read took all there was
         self.reader: InlineReader | None = None
         self._greenlet: greenlet.greenlet | None = None  # the loop's, once a reader is attached
+        # While the loop is parked (``park``): what runs it again.
+        self._resume: Callable[[], None] | None = None
 
     def attach(self, reader: InlineReader) -> None:
         self.reader = reader
         self._greenlet = greenlet.getcurrent()
         setattr(self._greenlet, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
+
+    def enter(self, runner: greenlet.greenlet) -> None:
+        """``runner`` runs the loop from now on (``GreenletEventLoop.run_parked``)."""
+        self._greenlet = runner
+        if self.reader is not None:
+            setattr(runner, _BLOCKED_ATTRIBUTE, self.reader.loop_blocked)
+
+    def read_now(self) -> bool:
+        """Read the socket without waiting, when a read may find something; whether it did."""
+        reader = self.reader
+        if reader is None or self._read_all or self._busy_iterations >= _FAIRNESS_INTERVAL:
+            return False
+        read = reader.read_inline()
+        if not read:
+            return False
+        self._read_all = read == READ_ALL
+        self._busy_iterations += 1
+        return True
+
+    def park(self, resume: Callable[[], None]) -> None:
+        """The loop has nothing to do but wait for its socket: no greenlet waits; ``resume()`` when there is work.
+
+        ``resume`` is called from the hub (the socket is readable, the hub
+        read it, a callback was scheduled): it must not block.
+        """
+        runner = self._greenlet
+        if runner is not None:
+            setattr(runner, _BLOCKED_ATTRIBUTE, None)
+            self._greenlet = None
+        self._busy_iterations = 0
+        self._read_all = False
+        self._resume = resume
+        if self.reader is not None:
+            self.reader.loop_idle(self._unpark)
+
+    def _unpark(self, ready: bool = True) -> None:
+        """Work for the parked loop (in the hub): resume it."""
+        resume = self._resume
+        if resume is not None:
+            self._resume = None
+            if self.reader is not None:
+                self.reader.loop_busy()
+            resume()
+
+    def throw(self, *args: Any) -> None:
+        """The socket was shut down while the parked loop watched it (gevent cancels the wait): resume, see the end."""
+        self._unpark()
 
     def select(self, timeout: float | None) -> list[Any]:
         if timeout == 0:
@@ -215,14 +269,16 @@ class _Wakeup:
 
     @property
     def waiting(self) -> bool:
-        """True while the loop's greenlet sleeps here (and no wake-up is on its way)."""
-        return self._waiter is not None
+        """True while the loop's greenlet sleeps here, or the loop is parked (and no wake-up is on its way)."""
+        return self._waiter is not None or self._resume is not None
 
     def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             self._hub.loop.run_callback(waiter.switch, False)
+        elif self._resume is not None:
+            self._hub.loop.run_callback(self._unpark)
 
 
 class _ReadyCallbacks(list):  # type: ignore[type-arg]
@@ -288,6 +344,49 @@ class GreenletEventLoop(TaskCounting):
     def attach_reader(self, reader: InlineReader) -> None:
         """Let the loop's greenlet read ``reader``'s socket while it has nothing else to do."""
         self._selector.attach(reader)
+
+    def claim(self, runner: greenlet.greenlet) -> None:
+        """``runner`` is about to run this loop (``run_parked``): the switch into it makes the loop the running one.
+
+        Called before switching to ``runner``, which the switch tracer then
+        gives this loop and its async generator hooks.
+        """
+        setattr(runner, _LOOP_ATTRIBUTE, (self, (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)))
+
+    def run_parked(self, task: asyncio.Future[Any], resume: Callable[[], None]) -> bool:
+        """Run the loop in the calling greenlet (``claim``ed) until ``task`` is done, or until it would only wait.
+
+        Returns:
+            True when ``task`` is done. False when the loop has nothing to
+            do but wait for its socket: it is parked, with no greenlet
+            waiting for it (an idle connection holds none), and
+            ``resume()`` is called from the hub when there is work again
+            (then claim a greenlet and call this again). A loop with timers
+            (``call_later``, ``asyncio.sleep``) waits for them in the
+            calling greenlet, as ``run_forever`` does.
+        """
+        current = greenlet.getcurrent()
+        selector = self._selector
+        selector.enter(current)
+        ready = self._ready
+        parked = False
+        try:
+            while not task.done():
+                if ready or self._scheduled:  # type: ignore[attr-defined]
+                    super()._run_once()  # type: ignore[misc]
+                elif not selector.read_now():
+                    parked = True
+                    return False
+            return True
+        finally:
+            self.release()
+            if parked:
+                selector.park(resume)
+
+    def release(self) -> None:
+        """The calling greenlet runs this loop no more (after ``claim``)."""
+        setattr(greenlet.getcurrent(), _LOOP_ATTRIBUTE, None)
+        events._set_running_loop(None)
 
     def _run_once(self) -> None:
         # With nothing ready, no timer and no stop pending, an iteration is

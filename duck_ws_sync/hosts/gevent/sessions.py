@@ -2,12 +2,15 @@
 
 After the 101, the server has nothing left to do for the connection. The
 middleware takes the descriptor out of the server's socket object
-(``socket.detach``), starts the session here, in a plain greenlet (with a
-copy of the request's contextvars), and ends the WSGI call as soon as the
+(``socket.detach``), starts the session here (``Connection``, with a copy
+of the request's contextvars), and ends the WSGI call as soon as the
 session first waits. That lets go of everything the server kept for the
 request: its greenlet and saved stack, its parser, request and response
 objects, and its slot among gunicorn's ``--worker-connections``. What stays
 is what the connection needs: the view, its session, transport and loop.
+No greenlet stays: the loop runs in one of the thread's runners
+(``runners.py``) while it has work, and is parked while it waits for its
+socket.
 
 The server no longer waits for these connections when it stops, so the
 process does it as it exits (gunicorn's worker after SIGTERM or
@@ -37,6 +40,7 @@ from ...engine.registry import close_all, end, live
 from ...engine.session import Session
 from ..takeover import Takeover
 from .loop import GreenletEventLoop
+from .runners import runners
 from .transport import GeventTransport
 
 __all__ = ["HOST", "end_sessions", "serve", "serve_here", "start"]
@@ -71,11 +75,13 @@ HOST = GeventHost()
 def start(
     session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None], close_on_sigterm: bool
 ) -> None:
-    """Serve ``session``'s connection in a greenlet of its own; return once it first waits.
+    """Serve ``session``'s connection beyond the WSGI call, in greenlets while it has work; return once it first waits.
 
     The session starts at once, so ``on_open`` runs before anything else
     happens in the process, as it would in the request's greenlet; the
     calling greenlet is resumed from the hub when the session first waits.
+    From then on a greenlet runs the connection's loop only while it has
+    work (``runners.py``): an idle connection holds none.
 
     Args:
         session: The connection's session, its 101 written.
@@ -88,11 +94,10 @@ def start(
             its exit.
     """
     _install_hooks(close_on_sigterm)
-    hub = gevent.get_hub()
-    runner = greenlet.greenlet(_run, parent=hub)
-    runner.gr_context = contextvars.copy_context()
-    hub.loop.run_callback(greenlet.getcurrent().switch)
-    runner.switch(session, sock, initial_data, ended)
+    connection = Connection(session, sock, initial_data, ended)
+    session.runner = connection
+    connection.hub.loop.run_callback(greenlet.getcurrent().switch)
+    runners(connection.hub).run(connection.begin, connection.loop, connection.context)
 
 
 def serve(
@@ -103,15 +108,94 @@ def serve(
     _serve(session, sock, initial_data, ended)
 
 
-def _run(session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
-    try:
-        _serve(session, sock, initial_data, ended)
-    except greenlet.GreenletExit:
-        pass  # killed at exit: the session has run on_close
-    except Exception:
-        logger.exception("WebSocket session of %s failed", session.name)
-    # SystemExit and KeyboardInterrupt (a signal handler that exits may run
-    # in any greenlet) go on to the hub, which hands them to the main greenlet.
+class Connection:
+    """One connection served beyond the WSGI call: its loop runs in a greenlet of ``runners`` while it has work.
+
+    ``begin`` starts the session; each run of the loop ends with the
+    session's task done (then ``finish``) or with the loop parked
+    (``GreenletEventLoop.run_parked``), until ``resume`` runs it again.
+    """
+
+    __slots__ = (
+        "_ended",
+        "_killed",
+        "_runner",
+        "_runners",
+        "_task",
+        "context",
+        "hub",
+        "loop",
+        "session",
+        "sock",
+        "transport",
+    )
+
+    def __init__(self, session: Session, sock: socket.socket, initial_data: bytes, ended: Callable[[], None]) -> None:
+        self.session = session
+        self.sock = sock
+        self._ended = ended
+        self.hub = hub = gevent.get_hub()
+        self._runners = runners(hub)
+        self.loop = GreenletEventLoop()
+        self.transport = GeventTransport(sock, initial_data)
+        self._task: Any = None
+        self._runner: greenlet.greenlet | None = None  # the greenlet that runs the loop now, if any
+        self._killed = False
+        self.context = contextvars.copy_context()  # the request's, for the session and its hooks
+
+    def begin(self) -> None:
+        """The first run, in a runner: start the session, then run its loop."""
+        try:
+            self._task = lifecycle.begin(self.session, self.loop, self.transport)
+        except BaseException:
+            self._end()
+            raise
+        self.run()
+
+    def run(self) -> None:
+        """Run the loop in the calling runner until it parks, or until the session's task is done (then end it)."""
+        self._runner = greenlet.getcurrent()
+        try:
+            if self._killed:
+                self.loop.release()
+            elif not self.loop.run_parked(self._task, self._resume):
+                return  # parked
+        except greenlet.GreenletExit:
+            pass  # killed (end_sessions): the session ends, its on_close runs
+        except BaseException:
+            self._runner = None
+            self._finish()
+            raise
+        self._runner = None
+        self._finish()
+        task = self._task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            logger.error("WebSocket session of %s failed", self.session.name, exc_info=task.exception())
+
+    def _resume(self) -> None:
+        self._runners.run(self.run, self.loop, self.context)
+
+    def _finish(self) -> None:
+        try:
+            lifecycle.finish(self.session, self.loop, self.transport)
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        self.sock.close()
+        self._ended()
+
+    def kill(self) -> None:
+        """End the session now, as a killed greenlet would: its ``on_close`` runs."""
+        if self._runner is not None:
+            gevent.kill(self._runner)
+        else:
+            self._killed = True
+            self.loop.call_soon_threadsafe(_nothing)  # resumes the parked loop, which sees it was killed
+
+
+def _nothing() -> None:
+    pass
 
 
 def serve_here(session: Session, sock: socket.socket, initial_data: bytes = b"") -> None:
@@ -150,21 +234,28 @@ def end_sessions(hub: Any = None) -> None:
     hub = gevent.get_hub() if hub is None else hub
 
     def sessions() -> list[Session]:
-        return [
-            session
-            for session in live()
-            if isinstance(session.runner, greenlet.greenlet) and session.runner.parent is hub
-        ]
+        return [session for session in live() if _served_by(session, hub)]
 
     left = end(sessions, gevent.sleep)
     if not left:
         return
     logger.warning("%d WebSocket sessions did not end in time: killing them", len(left))
     for session in left:
-        gevent.kill(session.runner)
+        runner = session.runner
+        if isinstance(runner, Connection):
+            runner.kill()
+        else:
+            gevent.kill(runner)
     deadline = time.monotonic() + _KILL_GRACE
     while sessions() and time.monotonic() < deadline:
         gevent.sleep(0.05)
+
+
+def _served_by(session: Session, hub: Any) -> bool:
+    runner = session.runner
+    if isinstance(runner, Connection):
+        return runner.hub is hub
+    return isinstance(runner, greenlet.greenlet) and runner.parent is hub
 
 
 def _close_sessions_on_sigterm() -> None:

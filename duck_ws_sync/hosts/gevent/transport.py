@@ -1,11 +1,13 @@
 """One WebSocket connection on a gevent socket: reading, writing and the clock (``Transport`` of ``hosts/base.py``).
 
 A ``GeventTransport`` carries a session's frames over a socket taken over
-from the WSGI server. An idle connection costs one greenlet (the one that
-runs the view's loop), the session and a deadline:
+from the WSGI server. An idle connection costs the session, a deadline and
+the socket's watcher, and no greenlet: its loop is parked
+(``GreenletEventLoop.run_parked``) and a greenlet of ``runners.py`` runs it
+again when the watcher sees the socket readable:
 
-- reading: while the loop's greenlet has nothing to do it reads the socket
-  itself (``read_inline``, from the loop's wait) into a buffer shared by
+- reading: the greenlet that runs the loop reads the socket itself while
+  the loop has nothing else to do (``read_inline``) into a buffer shared by
   every connection of the thread, and gives each read to the session
   (``Session.receive_message``, which hands a message straight to the view).
   While a hook blocks that greenlet in gevent-cooperative code, a standby

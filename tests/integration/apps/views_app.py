@@ -568,15 +568,15 @@ def app(environ: dict[str, Any], start_response: Any) -> Any:
             record(_key(environ), "returned")
 
 
-_run = lifecycle.run
+_finish = lifecycle.finish
 
 
-def _run_and_record(session: Any, *args: Any) -> None:
-    """``lifecycle.run`` (every host's), then ``served``: the session is over, its on_close included."""
+def _finish_and_record(session: Any, *args: Any) -> None:
+    """``lifecycle.finish`` (every host's last step), then ``served``: the session is over, its on_close included."""
     try:
-        _run(session, *args)
+        _finish(session, *args)
     finally:
         record(_key(session.endpoint.request.environ), "served")
 
 
-lifecycle.run = _run_and_record
+lifecycle.finish = _finish_and_record
