@@ -46,7 +46,7 @@ T = TypeVar("T")
 _TRACER_INSTALLED = "_duck_ws_sync_loop_tracer"
 # The attribute where a greenlet that is switched away from keeps its running
 # loop and async generator hooks.
-_LOOP_ATTRIBUTE = "_duck_ws_sync_running_loop"
+LOOP_ATTRIBUTE = "_duck_ws_sync_running_loop"
 # The attribute where a loop's greenlet keeps its reader's ``loop_blocked``
 # while it runs callbacks (and None while it waits in select).
 _BLOCKED_ATTRIBUTE = "_duck_ws_sync_loop_blocked"
@@ -68,7 +68,7 @@ def _install_switch_tracer() -> None:
         return
     arguments = (
         hub,
-        _LOOP_ATTRIBUTE,
+        LOOP_ATTRIBUTE,
         _BLOCKED_ATTRIBUTE,
         events._get_running_loop,
         events._set_running_loop,
@@ -164,32 +164,29 @@ class _Wakeup:
         self._hub = gevent.get_hub()
         self._waiter: Waiter | None = None
         self._busy_iterations = 0
-        self._read_all = False  # the reader's last read took all there was
+        # The reader's last read took all there was: the next would find nothing, the watcher tells.
+        self.read_all = False
         self.reader: InlineReader | None = None
+        self.blocked: Callable[[], None] | None = None  # the reader's loop_blocked, for the switch tracer
         self._greenlet: greenlet.greenlet | None = None  # the loop's, once a reader is attached
         # While the loop is parked (``park``): what runs it again.
         self._resume: Callable[[], None] | None = None
 
     def attach(self, reader: InlineReader) -> None:
         self.reader = reader
+        self.blocked = reader.loop_blocked
         self._greenlet = greenlet.getcurrent()
-        setattr(self._greenlet, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
-
-    def enter(self, runner: greenlet.greenlet) -> None:
-        """``runner`` runs the loop from now on (``GreenletEventLoop.run_parked``)."""
-        self._greenlet = runner
-        if self.reader is not None:
-            setattr(runner, _BLOCKED_ATTRIBUTE, self.reader.loop_blocked)
+        setattr(self._greenlet, _BLOCKED_ATTRIBUTE, self.blocked)
 
     def read_now(self) -> bool:
         """Read the socket without waiting, when a read may find something; whether it did."""
-        reader = self.reader
-        if reader is None or self._read_all or self._busy_iterations >= _FAIRNESS_INTERVAL:
+        if self.read_all or self._busy_iterations >= _FAIRNESS_INTERVAL:
             return False
-        read = reader.read_inline()
+        reader = self.reader
+        read = reader.read_inline() if reader is not None else 0
         if not read:
             return False
-        self._read_all = read == READ_ALL
+        self.read_all = read == READ_ALL
         self._busy_iterations += 1
         return True
 
@@ -204,7 +201,7 @@ class _Wakeup:
             setattr(runner, _BLOCKED_ATTRIBUTE, None)
             self._greenlet = None
         self._busy_iterations = 0
-        self._read_all = False
+        self.read_all = False
         self._resume = resume
         if self.reader is not None:
             self.reader.loop_idle(self._unpark)
@@ -232,16 +229,16 @@ class _Wakeup:
         reader = self.reader
         # After a read that took all the socket had, another would cost a
         # system call and an exception for nothing: the wait reports more.
-        if reader is not None and not self._read_all and self._busy_iterations < _FAIRNESS_INTERVAL:
+        if reader is not None and not self.read_all and self._busy_iterations < _FAIRNESS_INTERVAL:
             read = reader.read_inline()
             if read:
                 # The next frame is often there already: read it without a
                 # trip through the hub (an epoll_wait and two switches).
-                self._read_all = read == READ_ALL
+                self.read_all = read == READ_ALL
                 self._busy_iterations += 1
                 return []
         self._busy_iterations = 0
-        self._read_all = False
+        self.read_all = False
         waiter = self._waiter = Waiter(self._hub)
         if reader is not None:
             reader.loop_idle(waiter.switch)
@@ -264,7 +261,7 @@ class _Wakeup:
                 reader.loop_busy()
                 setattr(self._greenlet, _BLOCKED_ATTRIBUTE, reader.loop_blocked)
         if readable and reader is not None:
-            self._read_all = reader.read_inline() == READ_ALL
+            self.read_all = reader.read_inline() == READ_ALL
         return []
 
     @property
@@ -317,13 +314,13 @@ class GreenletEventLoop(TaskCounting):
     def run_forever(self) -> None:
         """Run until ``stop``; the greenlet's attribute tells the switch tracer which loop it runs."""
         current = greenlet.getcurrent()
-        saved = getattr(current, _LOOP_ATTRIBUTE, None)
+        saved = getattr(current, LOOP_ATTRIBUTE, None)
         hooks = (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)
-        setattr(current, _LOOP_ATTRIBUTE, (self, hooks))
+        setattr(current, LOOP_ATTRIBUTE, (self, hooks))
         try:
             super().run_forever()
         finally:
-            setattr(current, _LOOP_ATTRIBUTE, saved)
+            setattr(current, LOOP_ATTRIBUTE, saved)
 
     def call_outside(self, function: Callable[..., T], *args: Any) -> T:
         """``TaskCounting.call_outside``, which gevent-cooperative blocking in ``function`` does not undo.
@@ -332,12 +329,12 @@ class GreenletEventLoop(TaskCounting):
         back from the hub: it is told there is none for the time of the call.
         """
         current = greenlet.getcurrent()
-        saved = getattr(current, _LOOP_ATTRIBUTE, None)
-        setattr(current, _LOOP_ATTRIBUTE, None)
+        saved = getattr(current, LOOP_ATTRIBUTE, None)
+        setattr(current, LOOP_ATTRIBUTE, None)
         try:
             return super().call_outside(function, *args)
         finally:
-            setattr(current, _LOOP_ATTRIBUTE, saved)
+            setattr(current, LOOP_ATTRIBUTE, saved)
             if saved is not None and tuple(sys.get_asyncgen_hooks()) != tuple(saved[1]):
                 sys.set_asyncgen_hooks(*saved[1])  # a switch while it ran took them away
 
@@ -345,47 +342,48 @@ class GreenletEventLoop(TaskCounting):
         """Let the loop's greenlet read ``reader``'s socket while it has nothing else to do."""
         self._selector.attach(reader)
 
-    def claim(self, runner: greenlet.greenlet) -> None:
-        """``runner`` is about to run this loop (``run_parked``): the switch into it makes the loop the running one.
+    def claimed_by(self) -> tuple[Any, Any]:
+        """What the greenlet to run this loop (``run_parked``) holds in ``LOOP_ATTRIBUTE`` (set before a switch).
 
-        Called before switching to ``runner``, which the switch tracer then
-        gives this loop and its async generator hooks.
+        The switch tracer then makes this loop the running one, with its
+        async generator hooks, as the switch happens.
         """
-        setattr(runner, _LOOP_ATTRIBUTE, (self, (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)))
+        return (self, (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook))
 
     def run_parked(self, task: asyncio.Future[Any], resume: Callable[[], None]) -> bool:
-        """Run the loop in the calling greenlet (``claim``ed) until ``task`` is done, or until it would only wait.
+        """Run the loop in the calling greenlet (claimed: ``claimed_by``) until ``task`` is done or it would wait.
 
         Returns:
-            True when ``task`` is done. False when the loop has nothing to
-            do but wait for its socket: it is parked, with no greenlet
-            waiting for it (an idle connection holds none), and
-            ``resume()`` is called from the hub when there is work again
-            (then claim a greenlet and call this again). A loop with timers
-            (``call_later``, ``asyncio.sleep``) waits for them in the
-            calling greenlet, as ``run_forever`` does.
+            True when ``task`` is done (the loop is released: see ``release``).
+            False when the loop has nothing to do but wait for its socket:
+            it is parked, with no greenlet waiting for it (an idle
+            connection holds none), and ``resume()`` is called from the hub
+            when there is work again (then claim a greenlet and call this
+            again). A loop with timers (``call_later``, ``asyncio.sleep``)
+            waits for them in the calling greenlet, as ``run_forever`` does.
         """
-        current = greenlet.getcurrent()
         selector = self._selector
-        selector.enter(current)
+        reader = selector.reader
+        current = selector._greenlet = greenlet.getcurrent()
+        if reader is not None:
+            setattr(current, _BLOCKED_ATTRIBUTE, selector.blocked)
         ready = self._ready
-        parked = False
         try:
             while not task.done():
                 if ready or self._scheduled:  # type: ignore[attr-defined]
                     super()._run_once()  # type: ignore[misc]
-                elif not selector.read_now():
-                    parked = True
+                elif selector.read_all or not selector.read_now():
+                    selector.park(resume)  # the running loop stays set: the next greenlet's switch replaces it
                     return False
-            return True
-        finally:
+        except BaseException:
             self.release()
-            if parked:
-                selector.park(resume)
+            raise
+        self.release()
+        return True
 
     def release(self) -> None:
-        """The calling greenlet runs this loop no more (after ``claim``)."""
-        setattr(greenlet.getcurrent(), _LOOP_ATTRIBUTE, None)
+        """The calling greenlet runs this loop no more: no loop is running (``run_until_complete`` may follow)."""
+        setattr(greenlet.getcurrent(), LOOP_ATTRIBUTE, None)
         events._set_running_loop(None)
 
     def _run_once(self) -> None:

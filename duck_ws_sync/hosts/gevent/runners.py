@@ -20,6 +20,8 @@ from typing import Any
 
 import greenlet
 
+from .loop import LOOP_ATTRIBUTE
+
 __all__ = ["Runners", "runners"]
 
 logger = logging.getLogger("duck_ws_sync")
@@ -40,16 +42,19 @@ class Runners:
         self._hub = hub
         self._idle: list[greenlet.greenlet] = []
 
-    def run(self, job: Callable[[], None], loop: Any, context: contextvars.Context) -> None:
-        """Run ``job`` (a run of ``loop``) in a runner, in ``context``, now; return when it first waits or is done.
+    def run(self, job: Callable[[], None], claim: tuple[Any, Any], context: contextvars.Context) -> None:
+        """Run ``job`` in a runner, in ``context``, now; return when it first waits or is done.
 
-        From the hub, or from a greenlet that the hub resumes afterwards
+        ``job`` runs a loop: ``claim`` is what the loop's greenlet keeps in
+        ``LOOP_ATTRIBUTE`` (``GreenletEventLoop.claimed_by``), set before the
+        switch so that the switch tracer makes it the running loop. From
+        the hub, or from a greenlet that the hub resumes afterwards
         (``start``): the runner goes back to the hub when it waits.
         """
         idle = self._idle
         runner = idle.pop() if idle else greenlet.greenlet(self._serve, parent=self._hub)
         runner.gr_context = context
-        loop.claim(runner)
+        setattr(runner, LOOP_ATTRIBUTE, claim)
         runner.switch(job)
 
     def _serve(self, job: Callable[[], None]) -> None:

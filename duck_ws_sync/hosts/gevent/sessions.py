@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import functools
 import logging
 import signal
 import socket
@@ -97,7 +98,7 @@ def start(
     connection = Connection(session, sock, initial_data, ended)
     session.runner = connection
     connection.hub.loop.run_callback(greenlet.getcurrent().switch)
-    runners(connection.hub).run(connection.begin, connection.loop, connection.context)
+    runners(connection.hub).run(connection.begin, connection.loop.claimed_by(), connection.context)
 
 
 def serve(
@@ -119,8 +120,8 @@ class Connection:
     __slots__ = (
         "_ended",
         "_killed",
+        "_resume",
         "_runner",
-        "_runners",
         "_task",
         "context",
         "hub",
@@ -134,14 +135,15 @@ class Connection:
         self.session = session
         self.sock = sock
         self._ended = ended
-        self.hub = hub = gevent.get_hub()
-        self._runners = runners(hub)
+        self.hub = gevent.get_hub()
         self.loop = GreenletEventLoop()
         self.transport = GeventTransport(sock, initial_data)
         self._task: Any = None
         self._runner: greenlet.greenlet | None = None  # the greenlet that runs the loop now, if any
         self._killed = False
         self.context = contextvars.copy_context()  # the request's, for the session and its hooks
+        # Runs the parked loop again, from the hub.
+        self._resume = functools.partial(runners(self.hub).run, self.run, self.loop.claimed_by(), self.context)
 
     def begin(self) -> None:
         """The first run, in a runner: start the session, then run its loop."""
@@ -159,6 +161,7 @@ class Connection:
             if self._killed:
                 self.loop.release()
             elif not self.loop.run_parked(self._task, self._resume):
+                self._runner = None
                 return  # parked
         except greenlet.GreenletExit:
             pass  # killed (end_sessions): the session ends, its on_close runs
@@ -171,9 +174,6 @@ class Connection:
         task = self._task
         if task.done() and not task.cancelled() and task.exception() is not None:
             logger.error("WebSocket session of %s failed", self.session.name, exc_info=task.exception())
-
-    def _resume(self) -> None:
-        self._runners.run(self.run, self.loop, self.context)
 
     def _finish(self) -> None:
         try:
