@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +45,22 @@ def _gunicorn_has(setting: str) -> bool:
     except ImportError:
         return False
     return setting in Config().settings
+
+
+def _uwsgi(cores: int) -> tuple[str, ...]:
+    """uWSGI's own HTTP parser in its one worker, gevent mode with ``cores`` greenlets (monkey-patched first).
+
+    No master process (nothing else to run); the port is the kernel's pick, which
+    the app prints. ``--home`` is this interpreter's virtualenv, where gevent is.
+    """
+    binary = Path(sysconfig.get_path("scripts")) / "uwsgi"
+    home = ("--home", sys.prefix) if sys.prefix != sys.base_prefix else ()
+    return (
+        str(binary) if binary.exists() else shutil.which("uwsgi") or "uwsgi", "--strict", *home,
+        "--http-socket", "127.0.0.1:0", "--gevent", str(cores), "--gevent-early-monkey-patch",
+        "--wsgi-file", str(PEERS / "uwsgi_echo.py"), "--listen", "4096", "--websocket-max-size", "2048",  # KiB: 2 MiB
+        "--disable-logging", "--need-app",
+    )  # fmt: skip
 
 
 def _free_port() -> int:
@@ -77,14 +95,20 @@ def _floor(root: Path) -> Spec:
     return Spec("floor", "WebSocket floor (gevent)", _script("ws_floor.py"), env, cwd=PEERS, floor=True)
 
 
-def servers(root: Path, compare: Sequence[Path] = ()) -> list[Spec]:
-    """Every WebSocket server, raw TCP first; ``compare`` adds other checkouts' duck_ws_sync on pywsgi."""
+def servers(root: Path, compare: Sequence[Path] = (), most: int = 10000) -> list[Spec]:
+    """Every WebSocket server, raw TCP first; ``compare`` adds other checkouts' duck_ws_sync on pywsgi.
+
+    ``most`` is the most connections a workload holds at once: uWSGI serves as many
+    requests at a time as it has greenlets (``--gevent``), and it gets 100 more.
+    """
     specs = [
         _peer(RAW, "raw gevent TCP", _script("raw_tcp.py"), raw=True),
         _floor(root),
         _peer("aiohttp", "aiohttp", _script("aiohttp_echo.py")),
         _peer("websockets", "websockets", _script("websockets_echo.py")),
+        _peer("picows", "picows", _script("picows_echo.py")),
         _peer("gws", "gevent-websocket", _script("gws_echo.py")),
+        _peer("uwsgi", "uWSGI (gevent)", _uwsgi(most + 100)),
         _peer("flask-sock", "Flask-Sock (gunicorn gevent)", _gunicorn("flask_sock_app:app"), gunicorn=True),
         _peer("duck-gunicorn", "duck_ws_sync (gunicorn gevent)", _gunicorn("duck_app:app"), root, gunicorn=True),
         _peer("duck-pywsgi", "duck_ws_sync (pywsgi)", _script("duck_pywsgi.py"), root),
@@ -132,7 +156,11 @@ def http_servers(root: Path) -> list[Spec]:
 def versions() -> dict[str, str]:
     """Versions of Python and of the packages the peers run on."""
     found = {"python": sys.version.split()[0]}
-    for name in ("gevent", "greenlet", "gunicorn", "aiohttp", "websockets", "gevent-websocket", "flask", "flask-sock"):
+    names = (
+        "gevent", "greenlet", "gunicorn", "aiohttp", "websockets", "picows", "aiofastnet", "gevent-websocket",
+        "uwsgi", "flask", "flask-sock",
+    )  # fmt: skip
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -23,6 +24,8 @@ SOURCES = HERE / "loadgen"
 BUILD_SCRIPT = SOURCES / "build.sh"
 BINARY = REPO / "build" / "bench" / "loadgen"
 SLACK = 20.0  # seconds a load generator may run past what it was asked for before it is killed
+WARM_CONNS = 100  # the warm-up's load: WARM_CONNS connections x 32 B text echo for WARM_SECONDS
+WARM_SECONDS = 0.5
 
 
 class ClientError(BenchError):
@@ -105,6 +108,29 @@ def probe(server: Server) -> None:
             connection.close()
     else:
         loadgen(server, "check", seconds=5, timeout="5s")
+
+
+def warm(server: Server) -> None:
+    """Make a server that has passed its startup check as warm as one that has been serving for a while.
+
+    The startup check has opened and closed one WebSocket connection; here a
+    plain TCP connection opens and closes (the server reads its end), then
+    a short load runs (WARM_CONNS x 32 B text echo for WARM_SECONDS; HTTP
+    servers get wrk's warm-up before their slices instead). A server that has
+    never read a connection's end can run at half its speed: bench/README.md,
+    "Warming".
+    """
+    connect_and_close(server.port)
+    if not server.spec.http:
+        loadgen(server, "echo", WARM_SECONDS + 5, conns=WARM_CONNS, size=32, warmup=0, duration=WARM_SECONDS)
+
+
+def connect_and_close(port: int, timeout: float = 2.0) -> None:
+    """One plain TCP connection that sends nothing and ends; waits (up to ``timeout``) until the server ends it too."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):  # a reset; or a timeout: the server keeps a half-closed connection
+            connection.recv(1)
 
 
 def wrk(port: int, seconds: float, threads: int, connections: int) -> dict[str, Any]:

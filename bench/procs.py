@@ -187,10 +187,12 @@ class Server:
             os.killpg(process.pid, signal.SIGKILL)  # the group we created: an orphaned worker, if any
 
 
-def start_all(specs: Sequence[Spec], log_dir: Path, probe: Callable[[Server], None]) -> dict[str, Server | BenchError]:
+def start_all(specs: Sequence[Spec], log_dir: Path, ready: Callable[[Server], None]) -> dict[str, Server | BenchError]:
     """Start every server side by side; the result maps each key to its Server, or to why it did not start.
 
-    Servers that started are in the result even when others failed: the caller stops them all.
+    ``ready(server)`` returns once a started server answers (and has been warmed
+    up), or raises BenchError. Servers that started are in the result even when
+    others failed: the caller stops them all.
     """
     servers = {spec.key: Server(spec, log_dir) for spec in specs}
     result: dict[str, Server | BenchError] = {}
@@ -200,8 +202,8 @@ def start_all(specs: Sequence[Spec], log_dir: Path, probe: Callable[[Server], No
             server.start()
         for key, server in servers.items():
             try:
-                server.wait_ready(probe)
-            except ServerError as exc:
+                ready(server)
+            except BenchError as exc:
                 server.stop()
                 result[key] = BenchError(f"did not start: {exc}", exc.log)
     except BaseException:  # interrupted: nothing started may be left running

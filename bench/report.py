@@ -218,6 +218,8 @@ def render(results: dict[str, Any]) -> str:
         f"{meta['date']}; duck_ws_sync at {meta['root_state']}; {meta['machine']}; {meta['pinning']}",
         "versions: " + ", ".join(f"{name} {version}" for name, version in meta["versions"].items()),
     ]
+    if meta["settings"].get("cold"):
+        parts.append("--cold: no server was warmed up; each had only its startup check (one WebSocket connection).")
     if results["workloads"]:
         parts += [
             main_table(results),

@@ -1,15 +1,17 @@
-"""WebSocket benchmark: duck_ws_sync next to raw gevent TCP, aiohttp, websockets, gevent-websocket and Flask-Sock.
+"""WebSocket benchmark: duck_ws_sync next to raw gevent TCP and other Python WebSocket servers.
 
-One command runs every workload (W1-W5, HTTP and PRESENCE, see bench/README.md)
-against every server, in ``--rounds`` interleaved rounds, the server order
-rotating from round to round; servers are pinned to core 0 and our Go load
-generator (built on first use) to core 1. It prints a markdown table of
+The others: aiohttp, websockets, picows, gevent-websocket, uWSGI and
+Flask-Sock. One command runs every workload (W1-W5, HTTP and PRESENCE, see
+bench/README.md) against every server, in ``--rounds`` interleaved rounds,
+the server order rotating from round to round, each server warmed up once
+it has started; servers are pinned to core 0 and our Go load generator
+(built on first use) to core 1. It prints a markdown table of
 medians with each server's ratio to the raw gevent TCP echo of the same
 round, the per-round numbers and the machine's other load, and writes all of
 it to a JSON file under build/bench/.
 
     python3 bench/run.py                 # the full run (about 30 minutes)
-    python3 bench/run.py --quick         # a smoke test (about 2 minutes)
+    python3 bench/run.py --quick         # a smoke test (about 3 minutes)
     python3 bench/run.py --only duck-pywsgi --workloads W2,W4
     python3 bench/run.py --compare ../other-checkout
     python3 bench/run.py --profile       # W2 against our pywsgi server under cProfile
@@ -32,9 +34,9 @@ from typing import Any
 import catalog
 import presence
 import report
-from clients import ensure_built, probe
+from clients import ensure_built
 from procs import BenchError, LoadSnapshot, Server, ServerError, Spec, other_load, redis_server, start_all, stop_all
-from workloads import GROUPS, HTTP, QUICK, Settings, Workload, http_warm_up, merge_slices, table
+from workloads import GROUPS, HTTP, QUICK, Settings, Workload, get_ready, http_warm_up, merge_slices, table
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "build" / "bench"
@@ -62,7 +64,7 @@ def attempt(
                 server.stop()
                 server = servers[spec.key] = Server(spec, log_dir)
                 server.start()
-                server.wait_ready(probe)
+                get_ready(server, settings)
             cell = row.measure(server, settings, log_dir)
             if not server.running():
                 raise ServerError("the server exited during the workload", server.log_tail())
@@ -103,7 +105,7 @@ def run_round(
     needed = [spec for spec in order if any(not row.fresh and row.applies(spec) for row in rows)]
     before = LoadSnapshot.take()
     cells: dict[str, dict[str, Any]] = {}
-    servers = start_all(needed + http_order, log_dir, probe)
+    servers = start_all(needed + http_order, log_dir, lambda server: get_ready(server, settings))
     try:
         for row in rows:
             cells[row.key] = {
@@ -140,7 +142,8 @@ def select(arguments: argparse.Namespace) -> tuple[list[Spec], list[Spec], list[
     for directory in compare:
         if not (directory / "duck_ws_sync").is_dir():
             raise SystemExit(f"--compare {directory}: no duck_ws_sync/ there")
-    specs = catalog.servers(arguments.root, compare)
+    most = max((*settings.idle_sizes, settings.many, settings.bcast_conns), default=0)
+    specs = catalog.servers(arguments.root, compare, most)
     if arguments.only:
         wanted = {key.strip() for key in arguments.only.split(",") if key.strip()}
         if unknown := wanted - {spec.key for spec in specs}:
@@ -200,6 +203,10 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--compare", metavar="DIR", action="append", default=[],
         help="also run another checkout's duck_ws_sync on pywsgi, in the same rounds (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cold", action="store_const", const=True,
+        help="no warm-up: each server gets only its startup check before the workloads (see bench/README.md)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="FILE", help="where to write the results (build/bench/...)")
     parser.add_argument("--logs", type=Path, metavar="DIR", help="keep the servers' logs in DIR")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients import ClientError, loadgen, probe, wrk
+from clients import ClientError, loadgen, probe, warm, wrk
 from procs import BenchError, Server, ServerError, Spec
 
 MiB = 1 << 20
@@ -42,6 +42,7 @@ class Settings:
     http_threads: int = 1  # HTTP: wrk -t
     http_conns: int = 50  # HTTP: wrk -c
     dialc: int = 64  # connections dialled at a time
+    cold: bool = False  # --cold: no warm-up after the startup check
 
 
 QUICK = Settings(
@@ -61,6 +62,17 @@ class Workload:
     fresh: bool  # measured on a fresh server process (W4): ``measure`` gets a Spec, not a Server
     applies: Callable[[Spec], bool]
     measure: Callable[[Any, Settings, Path], dict[str, Any]]
+
+
+def get_ready(server: Server, settings: Settings) -> None:
+    """Wait for a started server's startup check, then warm it up (unless ``settings.cold``); ServerError if not."""
+    server.wait_ready(probe)
+    if settings.cold:
+        return
+    try:
+        warm(server)
+    except (BenchError, OSError) as exc:
+        raise ServerError(f"failed its warm-up ({exc})", server.log_tail()) from exc
 
 
 def _every(spec: Spec) -> bool:
@@ -116,7 +128,7 @@ def _idle(conns: int) -> Callable[[Spec, Settings, Path], dict[str, Any]]:
 
 
 def idle_rss(spec: Spec, conns: int, hold: float, settings: Settings, log_dir: Path) -> dict[str, Any]:
-    """W4 on a fresh server: (RSS during the hold - RSS after one warm-up connection) / connections.
+    """W4 on a fresh server: (RSS during the hold - RSS after its startup check and warm-up) / connections.
 
     The RSS is the median of samples taken every SAMPLE_EVERY s during the
     first ``settings.hold`` seconds of the hold; over a longer hold, the CPU
@@ -148,7 +160,7 @@ def idle_rss(spec: Spec, conns: int, hold: float, settings: Settings, log_dir: P
 
     try:
         server.start()
-        server.wait_ready(probe)  # one warm-up connection, ended before the baseline
+        get_ready(server, settings)  # its connections all ended before the baseline
         time.sleep(1.0)
         baseline = server.rss_kib()
         seconds = settings.settle + hold + _dial_seconds(conns) + 10
