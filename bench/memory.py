@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=1000)
     parser.add_argument("--raw", action="store_true", help="the raw gevent TCP echo instead")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--lines", action="store_true", help="by the line that allocated, not the file")
     parser.add_argument("--rss", action="store_true", help="RSS only, without tracemalloc (which costs RSS of its own)")
     arguments = parser.parse_args()
 
@@ -90,13 +91,14 @@ def main() -> None:
     if before is None or after is None:
         print(f"{count} idle connections: RSS {(rss_after - rss_before) / count / 1024:.2f} KiB each")
         return
-    stats = after.compare_to(before, "filename")
+    stats = after.compare_to(before, "lineno" if arguments.lines else "filename")
     traced = sum(stat.size_diff for stat in stats)
     per_rss, per_traced = (rss_after - rss_before) / count / 1024, traced / count / 1024
     print(f"{count} idle connections: RSS {per_rss:.2f} KiB each, traced by tracemalloc {per_traced:.2f} KiB each")
     print(f"{'bytes/conn':>10}  {'blocks/conn':>11}  file")
     for stat in stats[: arguments.top]:
-        name = stat.traceback[0].filename
+        frame = stat.traceback[0]
+        name = f"{frame.filename}:{frame.lineno}" if arguments.lines else frame.filename
         for marker in ("site-packages/", "lib/python3"):
             if marker in name:
                 name = name.split(marker, 1)[1]
