@@ -6,23 +6,34 @@ patched by gevent (``apps/threads_app.py``). The view suites
 these servers too; here is what only they must show: blocking code in one
 view holds up only its connection, sends from any thread never interleave,
 the connection budget keeps threads for plain HTTP, and a stopping worker
-closes every WebSocket with 1001.
+closes every WebSocket with 1001. And what the connection's thread, waiting
+in ``poll`` on its own socket, must get right: work from another thread
+wakes it (a coroutine run on its loop, a Close whose closing deadline must
+then come on time), a WebSocket costs its socket and one eventfd, no epoll
+descriptor, and TLS bursts are read whole.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import http.client
+import os
 import re
 import signal
+import ssl
 import statistics
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 import websocket
 
+from tests.helpers import TEXT, frame
 from tests.integration.conftest import Server, serve
+from tests.integration.wire import RawClient
 
 APP = "tests.integration.apps.threads_app:app"
 BUDGET_APP = "tests.integration.apps.threads_app:budget_app"
@@ -269,3 +280,135 @@ def test_werkzeug_serving_one_request_at_a_time_refuses_clearly() -> None:
         assert b"threaded=True" in refused.value.resp_body
         assert get(own)[:2] == (200, b"plain")
     assert "cannot serve a WebSocket" in own.log()
+
+
+# The connection's thread, waiting on its socket.
+
+
+def test_a_coroutine_run_from_a_plain_http_request_reaches_connections_waiting_on_their_sockets(server: Server) -> None:
+    clients = [connect(server, f"/ws/quiet?print=co{index}") for index in range(3)]
+    try:
+        for index, ws in enumerate(clients):
+            ws.send(f"hello {index}")
+            assert ws.recv() == f"hello {index}"
+        time.sleep(0.1)  # each thread waits on its socket, with no deadline (no heartbeat)
+        started = time.monotonic()
+        assert server.post("/coroutine") == b"3"  # each ran in its connection's thread
+        assert time.monotonic() - started < 2
+        assert [ws.recv() for ws in clients] == ["from a coroutine"] * 3
+    finally:
+        for ws in clients:
+            ws.close()
+    wait_for_log(server, [f"ON_CLOSE co{index} " for index in range(3)])
+
+
+def test_a_close_from_a_plain_http_request_ends_tcp_at_the_closing_deadline(server: Server) -> None:
+    with RawClient(server.port) as client:
+        assert client.handshake("/ws/quiet?print=quiet") == 101
+        client.send_frame(TEXT, b"hello")
+        assert client.read_frame()[3] == b"hello"
+        time.sleep(0.1)  # its thread waits on its socket, with no deadline
+        started = time.monotonic()
+        assert server.post("/close-quiet") == b"1"  # sent from the POST's thread
+        assert client.read_close() == (4000, b"from HTTP")
+        assert client.read_to_eof() == b""  # we never answer: TCP ends at CLOSE_TIMEOUT (0.5 s)
+        assert 0.45 <= time.monotonic() - started < 2.5
+    wait_for_log(server, ["ON_CLOSE quiet 4000"])
+
+
+def worker_pid(server: Server) -> int:
+    """The process that serves the WebSockets: gunicorn's one worker, or werkzeug's server itself."""
+    if server.kind != "gthread":
+        return server.process.pid
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == server.process.pid:
+                return int(entry.name)
+    raise AssertionError("gunicorn's worker was not found")
+
+
+def descriptors(pid: int) -> collections.Counter[str]:
+    """A process's open descriptors by kind: ``socket``, ``anon_inode:[eventpoll]``, ``anon_inode:[eventfd]``..."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        kinds[target.split(":[")[0] if target.startswith("socket:") else target] += 1
+    return kinds
+
+
+def settled_descriptors(pid: int) -> collections.Counter[str]:
+    """The descriptors once earlier connections have ended (the same twice in a row)."""
+    deadline = time.monotonic() + 10
+    last = descriptors(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = descriptors(pid)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the descriptors did not settle: {last}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/PID/fd")
+def test_a_websocket_costs_its_socket_and_one_eventfd_and_no_epoll_descriptor(server: Server) -> None:
+    pid = worker_pid(server)
+    before = settled_descriptors(pid)
+    clients = [connect(server, "/ws/echo") for _ in range(20)]
+    try:
+        for index, ws in enumerate(clients):
+            ws.send(f"echo {index}")
+            assert ws.recv() == f"echo {index}"
+        during = descriptors(pid)
+    finally:
+        for ws in clients:
+            ws.close()
+    assert during["anon_inode:[eventpoll]"] == before["anon_inode:[eventpoll]"], (before, during)
+    assert during["anon_inode:[eventfd]"] - before["anon_inode:[eventfd]"] == 20, (before, during)
+    assert during["socket"] - before["socket"] == 20, (before, during)
+    assert settled_descriptors(pid)["anon_inode:[eventfd]"] == before["anon_inode:[eventfd]"]  # closed with the loops
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1: (ca, cert, key) files."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    leaf.cert_chain_pems[0].write_to_path(str(cert_file))
+    leaf.private_key_pem.write_to_path(str(key_file))
+    return ca_file, cert_file, key_file
+
+
+def test_a_burst_of_frames_over_tls_is_read_whole(certificates: tuple[Path, Path, Path]) -> None:
+    ca_file, cert_file, key_file = certificates
+    with serve("gthread", APP, "--certfile", str(cert_file), "--keyfile", str(key_file)) as tls:
+        ws = websocket.create_connection(
+            tls.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt={"ca_certs": str(ca_file)}
+        )
+        try:
+            messages = [f"message {number} " * (number % 50 + 1) for number in range(300)]
+            assert isinstance(ws.sock, ssl.SSLSocket)
+            ws.sock.sendall(b"".join(frame(TEXT, message.encode()) for message in messages))  # in one write
+            assert [ws.recv() for _ in messages] == messages
+            big = os.urandom(MiB)  # read in place, record by record
+            ws.send_binary(big)
+            assert ws.recv() == big
+        finally:
+            ws.close()
+
+
+def wait_for_log(server: Server, lines: list[str], timeout: float = 5) -> None:
+    """Wait until each of ``lines`` is in the server's output once (its pipe is read by another thread)."""
+    deadline = time.monotonic() + timeout
+    while not all(server.log().count(line) == 1 for line in lines):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)

@@ -2,7 +2,9 @@
 
 For servers that give each request a thread (gunicorn's gthread worker,
 werkzeug's development server): the view's hooks run on an asyncio event
-loop of the thread's own (``loop.py``), the socket is read by that loop and
-written from any thread (``transport.py``), and the session lives inside
-the WSGI call until it ends (``sessions.py``). Nothing here needs gevent.
+loop of the thread's own, which waits in ``poll`` on the client's socket
+and nothing else of its own (``loop.py``); other threads wake it through
+one eventfd (``wakeup.py``); the socket is read by that loop and written
+from any thread (``transport.py``), and the session lives inside the WSGI
+call until it ends (``sessions.py``). Nothing here needs gevent.
 """

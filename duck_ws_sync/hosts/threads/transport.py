@@ -1,26 +1,43 @@
 """One WebSocket connection served by an OS thread of its own: reading, writing and the clock.
 
-The connection's thread runs the view's asyncio event loop (a standard
-selector loop, ``loop.py``). The socket is non-blocking; the loop watches it
-(``add_reader``) and each read goes to the session at once
-(``Session.receive``), which hands its messages to the view. While the session is behind (the inbox is
-full) the loop stops watching the socket, and TCP pushes back on the client.
+The connection's thread runs the view's asyncio event loop (``loop.py``),
+whose one blocking point is a ``poll`` on the client's socket and the
+loop's wake-up, with the session's deadline as its timeout. An idle
+connection costs its thread, the session and the loop: no buffer, no
+descriptor but the socket and one eventfd.
 
-Any thread may send: the view's own, another connection's, a background
-thread, a plain WSGI view. The protocol core is not thread-safe, so every
-call into it holds the core lock; the write lock, taken first and held
-until the frames are on the wire, keeps frames whole and in the core's
-order. A send waits for a client that does not read for at most
-SEND_TIMEOUT, then drops TCP: a half-written frame cannot be followed by
-anything.
+- reading: when ``poll`` finds the socket readable, the loop's thread
+  reads it there (``read_inline``, between two iterations of the loop) into
+  a receive buffer lent by a pool that every thread shares, and gives the
+  read to the session, which hands a message straight to the view's
+  coroutine. While the session is behind (the inbox is full) the socket is
+  left out of the ``poll``, and TCP pushes back on the client;
+- writing, from any thread: the view's own, another connection's, a
+  background thread, a plain WSGI view. The protocol core is not
+  thread-safe, so every call into it holds the core lock; the write lock,
+  taken first and held until the frames are on the wire, keeps frames
+  whole and in the core's order. A send waits for a client that does not
+  read for at most SEND_TIMEOUT, then drops TCP: a half-written frame
+  cannot be followed by anything;
+- the session's one deadline (heartbeat, receive timeout, closing
+  handshake) is ``wake_at``, the timeout of the loop's ``poll``. Armed from
+  another thread (its Close starts the closing handshake), the loop's
+  thread is woken to arm it itself;
+- TLS: the ``ssl`` socket object may hold decrypted bytes that ``poll``
+  cannot see, so a read that leaves some (``pending()``) is followed by
+  another before the loop waits (``more``); a record that would block must
+  be sent again as it was, so TLS is never written without waiting
+  (``can_write_now``).
 
-The session's deadline (heartbeat, receive timeout, closing handshake) is a
-timer of the connection's loop.
+The core is used by several threads, so a read is parsed under the core
+lock and its messages delivered with the lock released (``Session.receive``),
+and frames are asked of the core under it (``Session.send``): the shorter
+paths of the gevent host (``receive_message``, ``send_text_now``, ``direct``)
+are for a core that one thread uses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -34,49 +51,64 @@ from typing import Any
 
 from ..base import SessionSide
 from ..chunks import send_what_fits
+from .loop import ThreadEventLoop
 
 __all__ = ["ThreadTransport"]
 
 logger = logging.getLogger("duck_ws_sync")
 
-# The receive buffer of each thread: small, since a thread serves one
-# connection and an idle one must stay cheap (a frame's payload of 64 KiB or
-# more is read straight into place, ``ServerConnection.receive_buffer``).
-RECEIVE_SIZE = 16 * 1024
+# The size of a receive buffer (a frame's payload of 64 KiB or more is read
+# straight into place, ``ServerConnection.receive_buffer``).
+RECEIVE_SIZE = 64 * 1024
+# Buffers kept for the next reads once returned; more are made when more
+# threads read at once, and dropped when they come back.
+SPARE_BUFFERS = 8
 # What a non-blocking socket raises when it would block (TLS: when a record is incomplete or cannot go out yet).
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
-_per_thread = threading.local()
+_spare_buffers: list[memoryview] = []
 
 
-def _receive_buffer() -> memoryview:
-    """The calling thread's receive buffer: each read is parsed before the next, and the core copies what it keeps."""
-    buffer: memoryview | None = getattr(_per_thread, "buffer", None)
-    if buffer is None:
-        buffer = _per_thread.buffer = memoryview(bytearray(RECEIVE_SIZE))
-    return buffer
+def _take_buffer() -> memoryview:
+    """A receive buffer for one read (``read_inline`` says why one is lent, not kept)."""
+    try:
+        return _spare_buffers.pop()
+    except IndexError:
+        return memoryview(bytearray(RECEIVE_SIZE))
+
+
+def _give_back(buffer: memoryview) -> None:
+    if len(_spare_buffers) < SPARE_BUFFERS:
+        _spare_buffers.append(buffer)
 
 
 class ThreadTransport:
-    """A session's I/O and clock, from the thread of the connection's event loop.
+    """A session's I/O and clock, served by the thread of the connection's event loop.
 
     Args:
         sock: The client's socket, after the 101 response was written.
         initial_data: Bytes the server read past the upgrade request.
+
+    Attributes:
+        fd: The socket's descriptor, which the loop polls.
+        wake_at: The session's deadline (``arm``), which the loop's wait ends at.
+        more: The last read may have left bytes to read (it filled its
+            buffer, or TLS keeps decrypted bytes that ``poll`` cannot see).
     """
 
     __slots__ = (
-        "_buffer",
         "_gather",
         "_initial_data",
         "_loop",
         "_loop_thread",
         "_reading",
-        "_timer",
         "_tls",
         "core_lock",
+        "fd",
+        "more",
         "session",
         "socket",
+        "wake_at",
         "write_lock",
     )
 
@@ -85,25 +117,27 @@ class ThreadTransport:
 
     def __init__(self, sock: socket.socket, initial_data: bytes = b"") -> None:
         self.socket = sock
+        self.fd = sock.fileno()
         self._initial_data = initial_data
         self.core_lock = threading.Lock()
         self.write_lock = threading.Lock()
-        self._reading = False  # the loop watches the socket
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reading = False  # the loop polls the socket
+        self._loop: ThreadEventLoop | None = None
         self._loop_thread = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._buffer = _receive_buffer()
-        # TLS: decrypted bytes may wait in the socket object, unseen by the
-        # selector, and records are written one send() at a time.
+        self.wake_at = math.inf
+        self.more = False
+        # TLS: decrypted bytes may wait in the socket object, unseen by
+        # ``poll``, and records are written one send() at a time.
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._gather = not self._tls
         sock.setblocking(False)
 
-    def start(self, session: SessionSide, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, session: SessionSide, loop: ThreadEventLoop) -> None:
         """Start reading for ``session``; from the loop's thread, before the loop runs."""
         self.session = session
         self._loop = loop
         self._loop_thread = threading.get_ident()
+        loop.attach_reader(self)
         session.inbox.on_space = self._resume_reading
         if self._initial_data:
             data, self._initial_data = self._initial_data, b""
@@ -125,16 +159,22 @@ class ThreadTransport:
 
     def write(self, chunks: list[Any]) -> bool:
         """Write ``chunks`` whole, waiting at most SEND_TIMEOUT in all; the caller holds the write lock."""
-        sock = self.socket
-        send_timeout = self.session.limits.send_timeout
-        deadline = time.monotonic() + send_timeout
         try:
-            while chunks:
+            if len(chunks) == 1:  # the common write: one frame, which the socket takes at once
+                chunk = chunks[0]
+                try:
+                    sent = self.socket.send(chunk)
+                except _WOULD_BLOCK:
+                    sent = 0
+                if sent == len(chunk):
+                    return True
+                chunks = [memoryview(chunk)[sent:]]
+            else:
                 chunks = self.write_what_fits(chunks)
-                if chunks:
-                    _wait_writable(sock, deadline)
+            if chunks:
+                self._write_waiting(chunks)
         except TimeoutError:
-            logger.info("send timed out after %s s: dropping the connection", send_timeout)
+            logger.info("send timed out after %s s: dropping the connection", self.session.limits.send_timeout)
             self.session.abort()
             return False
         except OSError as exc:
@@ -142,6 +182,13 @@ class ThreadTransport:
             self.session.abort()
             return False
         return True
+
+    def _write_waiting(self, chunks: list[Any]) -> None:
+        """Write the rest as the client takes it; TimeoutError after SEND_TIMEOUT."""
+        deadline = time.monotonic() + self.session.limits.send_timeout
+        while chunks:
+            _wait_writable(self.socket, deadline)
+            chunks = self.write_what_fits(chunks)
 
     def can_write_now(self) -> bool:
         return not self._tls  # a TLS record that would block must be sent again as it was
@@ -157,69 +204,96 @@ class ThreadTransport:
             return False
         return True
 
-    # Reading, in the loop's thread.
+    # Reading, in the loop's thread, from its wait (``InlineReader``).
 
-    def _resume_reading(self) -> None:
-        loop = self._loop
-        session = self.session
-        if not self._reading and session.reading and not session.inbox.full and loop is not None:
-            self._reading = True
-            loop.add_reader(self.socket.fileno(), self._on_readable)
+    def read_inline(self) -> None:
+        """Read what the socket has, without blocking, and give it to the session.
 
-    def _pause_reading(self) -> None:
-        loop = self._loop
-        if self._reading and loop is not None:
-            self._reading = False
-            with contextlib.suppress(OSError, ValueError):  # a closed loop or socket
-                loop.remove_reader(self.socket.fileno())
-
-    def reading_ended(self) -> None:
-        self._pause_reading()
-
-    def _on_readable(self) -> None:
+        The buffer is lent for the read alone: the session parses it before
+        this returns and the core copies what it keeps, so an idle
+        connection holds none, and the process keeps about as many as
+        threads read at once.
+        """
         session = self.session
         with self.core_lock:
             # The rest of a large frame is read straight into its payload.
             target = session.connection.receive_buffer()
-        try:
-            size = self.socket.recv_into(self._buffer if target is None else target)
-        except _WOULD_BLOCK:
-            return
-        except OSError as exc:
-            logger.debug("connection lost while reading: %s", exc)
-            size = 0
-        finally:
-            if target is not None:
-                target.release()
-        if not size:
-            session.receive(None, direct=True)
+        if target is not None:
+            self._read_in_place(target)
         else:
-            session.receive(self._buffer[:size] if target is None else size, direct=True)
+            buffer = _take_buffer()
+            try:
+                size = self._receive_into(buffer)
+                if size is not None:
+                    session.receive(buffer[:size] if size else None, direct=True)
+                self.more = size == RECEIVE_SIZE
+            finally:
+                _give_back(buffer)
         if session.inbox.full:
             self._pause_reading()
-        elif self._tls and self._reading and self._loop is not None and self.socket.pending():  # type: ignore[attr-defined]
-            self._loop.call_soon(self._on_readable)
+        elif self._tls and self._reading and self.socket.pending():  # type: ignore[attr-defined]
+            self.more = True
 
-    # The clock: a timer of the connection's loop.
+    def _read_in_place(self, target: memoryview) -> None:
+        capacity = len(target)
+        try:
+            size = self._receive_into(target)
+        finally:
+            target.release()
+        if size is not None:
+            self.session.receive(size if size else None, direct=True)
+        self.more = size == capacity
 
-    def arm(self, wake_at: float) -> None:
+    def _receive_into(self, buffer: memoryview) -> int | None:
+        """Bytes read into ``buffer``: 0 at the end of the stream (or a failure), None when there were none yet."""
+        try:
+            return self.socket.recv_into(buffer)
+        except _WOULD_BLOCK:
+            return None
+        except OSError as exc:
+            logger.debug("connection lost while reading: %s", exc)
+            return 0
+
+    def _resume_reading(self) -> None:
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop is None:
             return
         if threading.get_ident() != self._loop_thread:
-            # Another thread's send started the closing handshake.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._arm_again)
+            with contextlib.suppress(RuntimeError):  # a closed loop: the session is over
+                loop.call_soon_threadsafe(self._resume_reading)
             return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None if wake_at == math.inf else loop.call_at(wake_at, self._on_timer)
+        session = self.session
+        if not self._reading and session.reading and not session.inbox.full:
+            self._reading = True
+            # Read before waiting: TLS may hold bytes decrypted before the pause, which ``poll`` does not report.
+            self.more = True
+            loop.watch_reader(True)
 
-    def _arm_again(self) -> None:
-        self.session.schedule()
+    def _pause_reading(self) -> None:
+        loop = self._loop
+        self.more = False
+        if self._reading and loop is not None:
+            self._reading = False
+            loop.watch_reader(False)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def reading_ended(self) -> None:
+        self._pause_reading()
+
+    # The clock: the deadline that ends the loop's wait.
+
+    def arm(self, wake_at: float) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self.wake_at = wake_at
+            return
+        # Another thread's send started the closing handshake: the loop's thread arms the deadline, woken for it.
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the session is over
+                loop.call_soon_threadsafe(self.session.schedule)
+
+    def on_deadline(self) -> None:
+        """The deadline came (in the loop's wait)."""
+        self.wake_at = math.inf
         self.session.on_timer()
 
     def in_background(self, function: Callable[..., Any], *args: Any) -> None:
@@ -238,16 +312,18 @@ class ThreadTransport:
         session = self.session
         if not session.broken:
             session.end_writes()
+            buffer = _take_buffer()
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
                 deadline = time.monotonic() + min(session.limits.close_timeout, 2.0)
                 while True:
                     try:
-                        if not sock.recv_into(self._buffer):
+                        if not sock.recv_into(buffer):
                             break
                     except _WOULD_BLOCK:
                         if not _wait_readable(sock, deadline):
                             break
+            _give_back(buffer)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
 

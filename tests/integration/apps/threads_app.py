@@ -14,6 +14,13 @@ werkzeug every view runs in an OS thread of its own.
   the sender's thread.
 - ``POST /notify``: the body goes to every member of the room, from the
   HTTP request's thread; answers how many got it.
+- ``/ws/quiet?print=ID``: echoes, with a ``CLOSE_TIMEOUT`` of 0.5 s and no
+  heartbeat, so its thread waits on its socket with no deadline at all.
+- ``POST /close-quiet``: a Close 4000 to every quiet view, from the HTTP
+  request's thread; answers how many were sent.
+- ``POST /coroutine``: runs a coroutine on every quiet view's loop from the
+  HTTP request's thread (``asyncio.run_coroutine_threadsafe``), which sends
+  ``from a coroutine``; answers how many ran, each in its connection's thread.
 - anything else: ``plain``.
 
 ``app`` has the default connection budget; ``budget_app`` holds 6.
@@ -21,6 +28,7 @@ werkzeug every view runs in an OS thread of its own.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -28,6 +36,7 @@ from duck_ws_sync import WebSocketMiddleware, WebSocketView
 from duck_ws_sync.urls import path
 
 ROOM: set[WebSocketView] = set()
+QUIET: set[Quiet] = set()
 
 
 class Echo(WebSocketView):
@@ -78,10 +87,38 @@ class Room(WebSocketView):
         ROOM.discard(self)
 
 
+class Quiet(Echo):
+    PING_INTERVAL = None
+    CLOSE_TIMEOUT = 0.5
+
+    async def on_open(self) -> None:
+        QUIET.add(self)
+
+    async def on_close(self) -> None:
+        QUIET.discard(self)
+        await super().on_close()
+
+    async def greet(self, caller: int) -> bool:
+        """Send from the connection's own loop; whether that is another thread than the caller's."""
+        await self.send_text("from a coroutine")
+        return threading.get_ident() != caller
+
+
+def _on_its_loop(view: Quiet) -> bool:
+    assert view.session is not None
+    future = asyncio.run_coroutine_threadsafe(view.greet(threading.get_ident()), view.session.loop)
+    return future.result(5)
+
+
 def plain(environ, start_response):
-    if environ["PATH_INFO"] == "/notify" and environ["REQUEST_METHOD"] == "POST":
+    method, where = environ["REQUEST_METHOD"], environ["PATH_INFO"]
+    if where == "/notify" and method == "POST":
         text = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode()
         body = str(sum(bool(member.send_text(text)) for member in list(ROOM))).encode()
+    elif where == "/close-quiet" and method == "POST":
+        body = str(sum(bool(view.send_close(4000, "from HTTP")) for view in list(QUIET))).encode()
+    elif where == "/coroutine" and method == "POST":
+        body = str(sum(_on_its_loop(view) for view in list(QUIET))).encode()
     else:
         body = b"plain"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -93,6 +130,7 @@ urlpatterns = [
     path("/ws/sleepy", Sleepy),
     path("/ws/blast", Blast),
     path("/ws/room", Room),
+    path("/ws/quiet", Quiet),
 ]
 
 app = WebSocketMiddleware(plain, urlpatterns)
