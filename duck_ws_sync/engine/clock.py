@@ -4,8 +4,8 @@
 one deadline at a time, its earliest, which the session hands to its
 transport (``Transport.arm``, ``hosts/base.py``): on gevent, with those of
 every connection of the thread under one gevent timer; on a thread of its
-own, as a timer of the connection's event loop. The transport calls
-``on_timer`` when it comes.
+own, as the timeout of the thread's wait on its socket. The transport
+calls ``on_timer`` when it comes.
 
 - the heartbeat: a Ping every PING_INTERVAL of silence; a Pong that does not
   come within PONG_TIMEOUT is a miss, the interval doubles (up to
