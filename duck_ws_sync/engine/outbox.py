@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections import deque
 from typing import TYPE_CHECKING
@@ -37,10 +38,24 @@ OVERFLOW_REASON = "Too slow to keep up with broadcasts"
 class Outbox:
     """The broadcasts waiting to be written to one member, and the member's loop that writes them."""
 
-    __slots__ = ("_items", "_lock", "_overflowed", "_scheduled", "_session", "_size", "_unchecked")
+    __slots__ = (
+        "_frame_limit",
+        "_items",
+        "_lock",
+        "_overflowed",
+        "_quarter",
+        "_scheduled",
+        "_session",
+        "_size",
+        "_unchecked",
+    )
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        endpoint = session.endpoint
+        # Written as one frame up to this size (MAX_FRAME_SIZE); the socket's queue is looked at each quarter.
+        self._frame_limit = math.inf if endpoint.MAX_FRAME_SIZE is None else endpoint.MAX_FRAME_SIZE
+        self._quarter = endpoint.BROADCAST_BUFFER // 4
         self._items: deque[tuple[bytes, OpCode]] | None = None  # made when a message first has to wait
         self._size = 0
         self._scheduled = False  # a drain is due on the member's loop
@@ -55,6 +70,20 @@ class Outbox:
         member; written as it is where the member takes it
         (``Session.send_frame_nowait``).
         """
+        if frame is not None and not self._scheduled and not self._overflowed:
+            # The common case, kept short (it runs for every member): nothing
+            # waits for this member, and the socket's queue was looked at
+            # less than a quarter of BROADCAST_BUFFER ago.
+            unchecked = self._unchecked + len(data)
+            if unchecked < self._quarter and len(data) <= self._frame_limit:
+                sent = self._session.send_frame_nowait(frame)
+                if sent is not None:
+                    self._unchecked = unchecked
+                    return sent
+        return self._push(data, opcode, frame)
+
+    def _push(self, data: bytes, opcode: OpCode, frame: bytes | None) -> bool:
+        """``push``, the general way: the member's state, its socket's queue, its outbox, the 1013."""
         session = self._session
         loop = session.loop
         if loop is None or loop.is_closed() or session.state is not State.OPEN:

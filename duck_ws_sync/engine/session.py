@@ -292,8 +292,10 @@ class Session(Clock):
         lock = self._write_lock
         if not self._transport.can_write_now() or not lock.acquire(blocking=False):
             return None
+        connection = self.connection
         with self._core_lock:
-            taken = not self._broken and self.connection.take_frame(len(frame))
+            # A client whose Close came gets no more broadcasts (``state`` is CLOSING).
+            taken = not self._broken and not connection.input_ended and connection.take_frame(len(frame))
         if not taken:
             lock.release()
             return False if self._broken else None

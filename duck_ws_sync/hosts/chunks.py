@@ -30,6 +30,13 @@ def send_what_fits(
     frame's header and payload together: one TCP segment less); a socket
     that would block (``would_block``) took nothing.
     """
+    if len(chunks) == 1:  # the common write: one frame
+        chunk = chunks[0]
+        try:
+            sent = sock.send(chunk)
+        except would_block:
+            sent = 0
+        return [] if sent == len(chunk) else [memoryview(chunk)[sent:]]
     batch = chunks[:MAX_GATHER] if gather else chunks[:1]
     if not batch:
         return []
