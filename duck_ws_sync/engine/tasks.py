@@ -5,12 +5,15 @@ a thread) mix this in. The tasks are counted as they start and cancelled
 when the session ends: ``asyncio.all_tasks(loop)`` scans every task of the
 process, which thousands of connections ending together cannot afford. A
 view's plain ``def`` hooks run through ``call_outside``: in the loop's
-greenlet or thread, but with no running loop, as in any WSGI request.
+greenlet or thread, but with no running loop, as in any WSGI request. And
+the set of the loop's async generators is made when the first one starts
+(an idle connection keeps its loop: the loops set ``_asyncgens`` to None).
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from asyncio import events
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,6 +48,23 @@ class TaskCounting(asyncio.BaseEventLoop):
             task.cancel()
         gather = asyncio.gather(*tasks, return_exceptions=True)
         self.run_until_complete(asyncio.wait_for(gather, timeout) if timeout else gather)
+
+    _asyncgens: weakref.WeakSet[Any] | None
+
+    def _asyncgen_firstiter_hook(self, agen: Any) -> None:
+        if self._asyncgens is None:
+            self._asyncgens = weakref.WeakSet()
+        super()._asyncgen_firstiter_hook(agen)  # type: ignore[misc]
+
+    def _asyncgen_finalizer_hook(self, agen: Any) -> None:
+        if self._asyncgens is not None:
+            super()._asyncgen_finalizer_hook(agen)  # type: ignore[misc]
+
+    async def shutdown_asyncgens(self) -> None:
+        if self._asyncgens is None:
+            self._asyncgens_shutdown_called = True
+        else:
+            await super().shutdown_asyncgens()
 
     def call_outside(self, function: Callable[..., T], *args: Any) -> T:
         """Call ``function`` here, from a task of this loop, as if no loop were running.

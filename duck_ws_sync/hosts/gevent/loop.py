@@ -394,21 +394,6 @@ class GreenletEventLoop(TaskCounting):
         else:
             self._selector.select(None)
 
-    def _asyncgen_firstiter_hook(self, agen: Any) -> None:
-        if self._asyncgens is None:
-            self._asyncgens = weakref.WeakSet()
-        super()._asyncgen_firstiter_hook(agen)  # type: ignore[misc]
-
-    def _asyncgen_finalizer_hook(self, agen: Any) -> None:
-        if self._asyncgens is not None:
-            super()._asyncgen_finalizer_hook(agen)  # type: ignore[misc]
-
-    async def shutdown_asyncgens(self) -> None:
-        if self._asyncgens is None:
-            self._asyncgens_shutdown_called = True
-        else:
-            await super().shutdown_asyncgens()
-
     def _process_events(self, event_list: list[Any]) -> None:
         pass
 

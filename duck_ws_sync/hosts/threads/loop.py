@@ -260,18 +260,3 @@ class ThreadEventLoop(TaskCounting, asyncio.SelectorEventLoop):
     @_transports.setter
     def _transports(self, value: Any) -> None:
         pass  # BaseSelectorEventLoop makes one for every loop: ours is made by the first transport
-
-    def _asyncgen_firstiter_hook(self, agen: Any) -> None:
-        if self._asyncgens is None:
-            self._asyncgens = weakref.WeakSet()
-        super()._asyncgen_firstiter_hook(agen)  # type: ignore[misc]
-
-    def _asyncgen_finalizer_hook(self, agen: Any) -> None:
-        if self._asyncgens is not None:
-            super()._asyncgen_finalizer_hook(agen)  # type: ignore[misc]
-
-    async def shutdown_asyncgens(self) -> None:
-        if self._asyncgens is None:
-            self._asyncgens_shutdown_called = True
-        else:
-            await super().shutdown_asyncgens()
