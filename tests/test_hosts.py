@@ -83,13 +83,17 @@ class Served:
             self._ended = gevent.event.Event()
             gevent.spawn(gevent_sessions.start, self.session, server_side, b"", self._ended.set, False).join(5)
         else:
-            server_side, self.client = socket.socketpair()
+            server_side, self.client = self.socketpair()
             self._runner = threading.Thread(
-                target=thread_sessions.serve, args=(self.session, server_side, b"", server_side.close)
+                target=thread_sessions.serve, args=(self.session, server_side, b"", server_side.close), daemon=True
             )
             self._runner.start()
         self.client.settimeout(5)
         self._data = b""
+
+    def socketpair(self) -> tuple[socket.socket, socket.socket]:
+        """The thread host's connection: (the server's end, the client's end)."""
+        return socket.socketpair()
 
     # The session's hooks (``engine.session.Hooks``).
 

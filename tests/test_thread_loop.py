@@ -31,19 +31,19 @@ import trustme
 
 from duck_ws_sync.engine.inbox import END
 from duck_ws_sync.engine.session import Session
-from duck_ws_sync.hosts.threads import sessions as thread_sessions
 from duck_ws_sync.hosts.threads.loop import ThreadEventLoop
 from duck_ws_sync.hosts.threads.wakeup import Wakeup
 from duck_ws_sync.protocol import OpCode
-from tests.helpers import CLOSE, TEXT, frame, parse_server_frames
-from tests.test_hosts import Settings, Upgrade, echo
+from tests import test_hosts
+from tests.helpers import CLOSE, TEXT, frame
+from tests.test_hosts import Settings, echo
 
 MiB = 1024 * 1024
 ON_LINUX = os.path.isdir("/proc/self/fd")
 
 
-class Served:
-    """A session served by ``thread_sessions.serve`` in a thread of its own; the client's end of the socketpair."""
+class Served(test_hosts.Served):
+    """A session served by ``thread_sessions.serve`` in a thread of its own, over TLS with ``tls``."""
 
     def __init__(
         self,
@@ -51,25 +51,18 @@ class Served:
         handler: Callable[[Session], Coroutine[Any, Any, None]],
         tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
     ) -> None:
-        server_side, client = socket.socketpair()
-        if tls is not None:
-            server_side, client = _tls_pair(server_side, client, *tls)
-        self.client = client
-        self.client.settimeout(5)
-        self.closed_runs = 0
-        self._handler = handler
-        self._data = b""
-        self.session = Session(settings(), Upgrade(), self)
-        self.thread = threading.Thread(
-            target=thread_sessions.serve, args=(self.session, server_side, b"", server_side.close), daemon=True
-        )
-        self.thread.start()
+        self._tls = tls
+        super().__init__("threads", settings, handler)
 
-    def serve(self, session: Session) -> Coroutine[Any, Any, None]:
-        return self._handler(session)
+    def socketpair(self) -> tuple[socket.socket, socket.socket]:
+        server_side, client = super().socketpair()
+        if self._tls is None:
+            return server_side, client
+        return _tls_pair(server_side, client, *self._tls)
 
-    async def closed(self, session: Session) -> None:
-        self.closed_runs += 1
+    @property
+    def thread(self) -> threading.Thread:
+        return self._runner  # type: ignore[no-any-return]
 
     @property
     def loop(self) -> ThreadEventLoop:
@@ -79,58 +72,11 @@ class Served:
             time.sleep(0.001)
         return self.session.loop  # type: ignore[no-any-return]
 
-    def send(self, data: bytes) -> None:
-        self.client.sendall(data)
-
-    def frames(self, count: int) -> list[tuple[bool, bool, int, bytes]]:
-        """The next ``count`` whole frames from the server (5 s at most)."""
-        deadline = time.monotonic() + 5
-        while True:
-            taken = _whole_frames(self._data, count)
-            if taken is not None:
-                frames, used = taken
-                self._data = self._data[used:]
-                return frames
-            assert time.monotonic() < deadline, f"{count} frames expected"
-            chunk = self.client.recv(MiB)
-            assert chunk, "the server ended TCP"
-            self._data += chunk
-
-    def end_of_stream(self) -> bytes:
-        """Everything until the server ends TCP."""
-        data = self._data
-        while chunk := self.client.recv(65536):
-            data += chunk
-        return data
-
     def idle(self) -> None:
         """Echo once, then give the thread time to go back to waiting on its socket."""
         self.send(frame(TEXT, b"are you there"))
         assert self.frames(1) == [(True, False, TEXT, b"are you there")]
         time.sleep(0.05)
-
-    def wait(self) -> None:
-        self.thread.join(5)
-        assert not self.thread.is_alive()
-
-
-def _whole_frames(data: bytes, count: int) -> tuple[list[tuple[bool, bool, int, bytes]], int] | None:
-    """The first ``count`` frames of ``data`` and the bytes they take, once they are all there."""
-    position = 0
-    for _ in range(count):
-        header = 2
-        if len(data) < position + header:
-            return None
-        length = data[position + 1] & 0x7F
-        if length >= 126:
-            header = 4 if length == 126 else 10
-            if len(data) < position + header:
-                return None
-            length = int.from_bytes(data[position + 2 : position + header], "big")
-        if len(data) < position + header + length:
-            return None
-        position += header + length
-    return parse_server_frames(data[:position]), position
 
 
 def _tls_pair(

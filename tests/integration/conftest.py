@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import trustme
 
 from duck_ws_sync.testing.servers import no_control_socket
 
@@ -152,3 +153,16 @@ def gevent_only(server_kind: str, why: str) -> None:
     """Skip a test that cannot hold on a thread-per-connection server, saying why (docs/deployment.md lists them)."""
     if server_kind in THREAD_KINDS:
         pytest.skip(f"gevent only: {why}")
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1: (ca, cert, key) files."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    leaf.cert_chain_pems[0].write_to_path(str(cert_file))
+    leaf.private_key_pem.write_to_path(str(key_file))
+    return ca_file, cert_file, key_file

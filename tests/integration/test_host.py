@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 import websocket
 
 from duck_ws_sync.protocol import accept_key
@@ -254,19 +253,6 @@ def test_cancelled_error_escaping_a_hook_is_a_view_failure(server: Server) -> No
 
 
 # TLS through gunicorn.
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1: (ca, cert, key) files."""
-    directory = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    ca_file, cert_file, key_file = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    leaf.cert_chain_pems[0].write_to_path(str(cert_file))
-    leaf.private_key_pem.write_to_path(str(key_file))
-    return ca_file, cert_file, key_file
 
 
 @pytest.mark.parametrize("kind", ["gunicorn", "gthread"])

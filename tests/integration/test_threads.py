@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 import websocket
 
 from tests.helpers import TEXT, frame
@@ -373,19 +372,6 @@ def test_a_websocket_costs_its_socket_and_one_eventfd_and_no_epoll_descriptor(se
     assert during["anon_inode:[eventfd]"] - before["anon_inode:[eventfd]"] == 20, (before, during)
     assert during["socket"] - before["socket"] == 20, (before, during)
     assert settled_descriptors(pid)["anon_inode:[eventfd]"] == before["anon_inode:[eventfd]"]  # closed with the loops
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1: (ca, cert, key) files."""
-    directory = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    ca_file, cert_file, key_file = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    leaf.cert_chain_pems[0].write_to_path(str(cert_file))
-    leaf.private_key_pem.write_to_path(str(key_file))
-    return ca_file, cert_file, key_file
 
 
 def test_a_burst_of_frames_over_tls_is_read_whole(certificates: tuple[Path, Path, Path]) -> None:
