@@ -443,6 +443,23 @@ class Session(Clock):
             self.last_frame_at = time.monotonic()
         return events, frames, flush
 
+    def take_pong(self, data: memoryview | bytes) -> bool:
+        """Handle a read that is one Pong frame alone (the heartbeat's answer) here and now; False to ``parse`` it.
+
+        The commonest read of an idle connection, in a few calls: the core
+        counts the frame and hands back its payload. Never while
+        MAX_MESSAGE_RATE counts frames.
+        """
+        if self._rate is not None:
+            return False
+        with self._core_lock:
+            payload = self.connection.receive_pong(data)
+        if payload is None:
+            return False
+        self.last_frame_at = time.monotonic()
+        self._receive_pong(payload)
+        return True
+
     def take_pongs(self, events: list[Any], flush: bool) -> bool:
         """Handle a parsed read here and now if it holds Pongs only (the heartbeat's answers); False to act on it.
 
@@ -451,7 +468,10 @@ class Session(Clock):
         """
         if flush or self._rate is not None or (events and type(events[0]) is not Pong):
             return False
-        if any(type(event) is not Pong for event in events) or self.connection.input_ended:
+        for event in events:
+            if type(event) is not Pong:
+                return False
+        if self.connection.input_ended:
             return False
         for event in events:
             self._receive_pong(event.payload)

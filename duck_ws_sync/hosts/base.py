@@ -96,6 +96,9 @@ class SessionSide(Protocol):
     def act_on(self, events: list[Any], frames: int, flush: bool, direct: bool) -> None:
         """Act on what ``parse`` returned."""
 
+    def take_pong(self, data: memoryview | bytes) -> bool:
+        """Handle a read that is one Pong frame alone here and now, unparsed; False to ``parse`` it instead."""
+
     def take_pongs(self, events: list[Any], flush: bool) -> bool:
         """Handle a parsed read of Pongs only here and now; False to act on it instead."""
 

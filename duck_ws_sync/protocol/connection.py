@@ -25,6 +25,7 @@ from .assembly import FRAME_COST, MessageAssembly
 from .events import Close, Event, Message, Ping, Pong
 from .extensions import Extension
 from .frames import (
+    MAX_CONTROL_PAYLOAD,
     check_frame_size,
     parse_close,
     parse_header,
@@ -223,6 +224,30 @@ class ServerConnection(MessageAssembly):
             self.messages_received += 1
             return events.pop()  # type: ignore[return-value]
         return None
+
+    def receive_pong(self, data: bytes | bytearray | memoryview) -> bytes | None:
+        """Feed one read that holds one whole Pong frame and nothing else (the heartbeat's answer); return its payload.
+
+        The Pong is counted as ``receive_data`` would count it, but it is not
+        queued as an event: the caller acts on the payload. Any other read
+        (more than that frame, another frame, a Pong while a frame is
+        incomplete or after input ended) returns None and is not consumed:
+        feed it to ``receive_data``.
+        """
+        size = len(data)
+        if (
+            not 6 <= size <= 6 + MAX_CONTROL_PAYLOAD
+            or data[0] != 0x80 | OpCode.PONG  # final, no RSV bit
+            or data[1] != 0x80 | (size - 6)  # masked, and the payload is the rest of the read
+            or not self._reading
+            or self._buffer
+            or self._partial is not None
+            or self._skip
+        ):
+            return None
+        self.bytes_received += size
+        self.frames_received += 1
+        return apply_mask(data[6:], bytes(data[2:6]))
 
     def receive_buffer(self) -> memoryview | None:
         """Where the rest of a large frame can be read straight into, with no copy; None otherwise.

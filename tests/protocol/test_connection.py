@@ -6,9 +6,11 @@ import pytest
 
 from duck_ws_sync.exceptions import LocalProtocolError, ProtocolError
 from duck_ws_sync.protocol import Close, Message, OpCode, Ping, Pong, ServerConnection, Side, State
+from duck_ws_sync.protocol import connection as connection_module
 from duck_ws_sync.protocol.connection import FRAME_COST
 from duck_ws_sync.protocol.extensions import Extension, PerMessageDeflate
 from duck_ws_sync.protocol.frames import Frame
+from duck_ws_sync.protocol.mask import python_apply_mask
 from tests.helpers import (
     BINARY,
     CLOSE,
@@ -198,6 +200,67 @@ class TestControlFrames:
         connection = ServerConnection()
         with pytest.raises(LocalProtocolError):
             connection.send_ping(b"x" * 126)
+
+
+class TestReceivePong:
+    """``receive_pong``: a read that is one whole Pong frame alone, taken without the parser."""
+
+    @pytest.mark.parametrize("payload", [b"", b"beat", b"x" * 125])
+    @pytest.mark.parametrize("unmask", ["native", "python"])
+    def test_a_read_of_one_pong_gives_its_payload_counted_and_queues_nothing(self, payload, unmask, monkeypatch):
+        if unmask == "python":
+            monkeypatch.setattr(connection_module, "apply_mask", python_apply_mask)
+        connection = ServerConnection()
+        data = frame(PONG, payload)
+        assert connection.receive_pong(memoryview(data)) == payload
+        assert (connection.bytes_received, connection.frames_received) == (len(data), 1)
+        assert connection.events_received() == [] and sent(connection) == b""
+        # The parser goes on from there.
+        assert feed(connection, frame(TEXT, b"next")) == [Message(OpCode.TEXT, b"next")]
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            frame(PONG, b"beat") + frame(TEXT, b"more"),  # another frame in the same read
+            frame(PONG, b"beat")[:-1],  # incomplete
+            frame(PING, b"beat"),
+            frame(PONG, b"beat", rsv1=True),
+            frame(PONG, b"beat", fin=False),
+            frame(PONG, b"\x03\xe8" + b"x" * 124),  # over 125 bytes
+            frame(PONG, b"", mask=None) + b"x" * 128,  # unmasked: its length byte read as masked would be 128
+            frame(PONG, b"beat", mask=None),
+            b"\x8a",
+        ],
+    )
+    def test_any_other_read_is_left_to_the_parser(self, data):
+        connection = ServerConnection()
+        assert connection.receive_pong(data) is None
+        assert (connection.bytes_received, connection.frames_received) == (0, 0)
+        connection.receive_data(data)  # as it would have been
+        assert connection.bytes_received == len(data)
+
+    def test_not_while_a_frame_is_incomplete(self):
+        connection = ServerConnection()
+        first = frame(TEXT, b"hello")
+        connection.receive_data(first[:3])
+        assert connection.receive_pong(frame(PONG, b"beat")) is None
+        assert feed(connection, first[3:]) == [Message(OpCode.TEXT, b"hello")]
+
+    def test_not_while_a_large_frame_is_read_into_its_buffer(self):
+        connection = ServerConnection()
+        connection.receive_data(frame(BINARY, b"x" * 100_000)[:1000])
+        assert connection.receive_buffer() is not None  # releases nothing: only looked at
+        assert connection.receive_pong(frame(PONG, b"beat")) is None
+
+    def test_not_while_an_unwanted_payload_is_dropped(self):
+        connection = ServerConnection(max_frame_size=10)
+        connection.receive_data(frame(BINARY, b"x" * 100_000)[:1000])  # too large: dropped, then 1009
+        assert connection.receive_pong(frame(PONG, b"beat")) is None
+
+    def test_not_after_input_ended(self):
+        connection = ServerConnection()
+        feed(connection, close_frame(1000))
+        assert connection.receive_pong(frame(PONG, b"beat")) is None
 
 
 # RFC 6455 §5.6 and §8.1: text must be UTF-8.

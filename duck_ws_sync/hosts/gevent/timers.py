@@ -57,32 +57,38 @@ class Deadlines:
 
     def add(self, owner: Timed, at: float) -> int:
         """Call ``owner.on_timer()`` once, from the hub, at or after ``at`` (``time.monotonic()``); return its slot."""
-        slot = math.ceil(at / TICK)
-        members = self._slots.get(slot)
-        if members is None:
-            members = self._slots[slot] = {}
-            heapq.heappush(self._heap, slot)
-            if self._armed is None or slot < self._armed:
-                self._arm(slot)
-        members[owner] = None
+        slot = self.move(owner, None, at)
+        assert slot is not None, "a deadline at infinity is none"
         return slot
-
-    def move(self, owner: Timed, slot: int | None, at: float) -> int | None:
-        """Move ``owner``'s deadline from ``slot`` (None: none) to ``at`` (``inf``: none); return its new slot."""
-        new = None if at == math.inf else math.ceil(at / TICK)
-        if new == slot:
-            return slot
-        if slot is not None:
-            self.remove(owner, slot)
-        return None if new is None else self.add(owner, at)
 
     def remove(self, owner: Timed, slot: int) -> None:
         """Cancel ``owner``'s deadline in ``slot``."""
-        members = self._slots.get(slot)
-        if members is not None:
-            members.pop(owner, None)
-            if not members:
-                del self._slots[slot]
+        self.move(owner, slot, math.inf)
+
+    def move(self, owner: Timed, slot: int | None, at: float) -> int | None:
+        """Move ``owner``'s deadline from ``slot`` (None: none) to ``at`` (``inf``: none); return its new slot.
+
+        Twice per heartbeat for every connection: one call, no other.
+        """
+        new = None if at == math.inf else math.ceil(at / TICK)
+        if new == slot:
+            return slot
+        slots = self._slots
+        if slot is not None:
+            members = slots.get(slot)
+            if members is not None:
+                members.pop(owner, None)
+                if not members:
+                    del slots[slot]
+        if new is not None:
+            members = slots.get(new)
+            if members is None:
+                members = slots[new] = {}
+                heapq.heappush(self._heap, new)
+                if self._armed is None or new < self._armed:
+                    self._arm(new)
+            members[owner] = None
+        return new
 
     def _arm(self, slot: int) -> None:
         if self._timer is not None:

@@ -410,7 +410,10 @@ class GeventTransport:
             size = 0
         if size:  # else the loop's greenlet reads the end again
             session = self.session
-            events, frames, flush = session.parse(self._buffer[:size])
+            data = self._buffer[:size]
+            if session.take_pong(data):
+                return  # the heartbeat's answer: nothing for the loop
+            events, frames, flush = session.parse(data)
             if session.take_pongs(events, flush):
                 return  # nothing for the loop: it waits on
             self._unhandled = (events, frames, flush)
