@@ -162,8 +162,12 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the serving process so far."""
+        return sum(self.cpu_times())
+
+    def cpu_times(self) -> tuple[float, float]:
+        """User and system (kernel) CPU time of the serving process so far, seconds."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
     def log_tail(self, lines: int = 15) -> str:
         if not self.log_path.exists():

@@ -108,12 +108,24 @@ def main_table(results: dict[str, Any]) -> str:
         lines.append(line)
         if row["key"].startswith("W4@") and row["key"] == _largest_w4(results):
             lines.append(_long_hold_row(results, row["key"]))
+        if row["key"] == "W2":
+            lines.append(_cpu_row(results, row["key"]))
     return _table(["workload", *servers.values()], lines)
 
 
 def _largest_w4(results: dict[str, Any]) -> str | None:
     keys = [row["key"] for row in results["workloads"] if row["key"].startswith("W4@")]
     return max(keys, key=lambda key: int(key[3:]), default=None)
+
+
+def _cpu_row(results: dict[str, Any], key: str) -> list[str]:
+    """The serving process's CPU per round trip during ``key``'s window: user (Python, C) + system (kernel)."""
+    line = [f"{key}: server CPU per message, µs: user + kernel"]
+    for server in results["servers"]:
+        user = _detail(results, key, server, "server_user_us")
+        system = _detail(results, key, server, "server_system_us")
+        line.append("—" if user is None or system is None else f"{user:.1f} + {system:.1f}")
+    return line
 
 
 def _long_hold_row(results: dict[str, Any], key: str) -> list[str]:

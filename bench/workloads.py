@@ -106,15 +106,27 @@ def _echo(conns: int, size: int, binary: bool) -> Callable[[Server, Settings, Pa
     value = "mb_per_s" if binary else "msgs_per_s"
 
     def measure(server: Server, settings: Settings, log_dir: Path) -> dict[str, Any]:
+        cpu: dict[str, tuple[float, float]] = {}
+
+        def on_mark(name: str) -> None:
+            if name in ("window_start", "window_end"):
+                cpu[name] = server.cpu_times()
+
         result = loadgen(
-            server, "echo", settings.warmup + settings.duration + _dial_seconds(conns),
+            server, "echo", settings.warmup + settings.duration + _dial_seconds(conns), on_mark=on_mark,
             conns=conns, size=size, binary=binary, warmup=settings.warmup, duration=settings.duration,
             dialc=settings.dialc,
         )  # fmt: skip
         if result["msgs"] == 0:
             raise ClientError(f"no echo completed within the {settings.duration:g} s window")
         keys = ("msgs_per_s", "mb_per_s", "p50_us", "p99_us", "max_us", "msgs", "client_cpu_pct", "dial_s")
-        return {"value": result[value], **{key: result[key] for key in keys}}
+        measured = {"value": result[value], **{key: result[key] for key in keys}}
+        if len(cpu) == 2:
+            # The serving process's CPU per round trip in the window: Python and C (user), the kernel's (system).
+            (user0, system0), (user1, system1) = cpu["window_start"], cpu["window_end"]
+            measured["server_user_us"] = 1e6 * (user1 - user0) / result["msgs"]
+            measured["server_system_us"] = 1e6 * (system1 - system0) / result["msgs"]
+        return measured
 
     return measure
 
