@@ -179,13 +179,9 @@ class FrameWriter:
     def _send_control(self, opcode: OpCode, payload: bytes) -> None:
         if self.state is not OPEN:
             self._not_open(f"send a {opcode.name.lower()}")
-        length = len(payload)
-        if length > MAX_CONTROL_PAYLOAD:
+        if len(payload) > MAX_CONTROL_PAYLOAD:
             raise LocalProtocolError("control frame payloads are limited to 125 bytes")
-        # A heartbeat's Ping, every PING_INTERVAL on every idle connection: ``_write``'s short frame, inline.
-        self.frames_sent += 1
-        self.bytes_sent += 2 + length
-        self._output.append(bytes((0x80 | opcode, length)) + payload)
+        self._write(opcode, payload)
 
     def _write(self, opcode: int, payload: bytes | memoryview, fin: bool = True, rsv1: bool = False) -> None:
         # ``payload`` is immutable: bytes, or a view of bytes.
