@@ -25,8 +25,9 @@ PEERS = Path(__file__).resolve().parent / "peers"
 RAW = "raw"  # the key of the reference server: every ratio is to it
 
 
-# gunicorn -k gthread's threads: a thread per WebSocket for W2's and W5's 1,000
-# connections, and a quarter more for HTTP (the default budget keeps them).
+# gunicorn -k gthread's threads, for requests and handshakes (each WebSocket
+# runs in a thread of its own): as many as W2's and W5's 1,000 connections and
+# more, as when every WebSocket held one, so that runs stay comparable.
 GTHREAD_THREADS = 1400
 
 

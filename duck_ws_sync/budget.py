@@ -4,13 +4,14 @@
 beyond the budget is refused before the 101: ``503 Service Unavailable``
 with ``Retry-After`` and a plain reason, and a line in the log.
 
-On a thread-per-connection server an open WebSocket holds one of the
-server's threads for its whole life, and a thread held is a thread plain
-HTTP cannot use. gunicorn's gthread worker tells us its thread count, so by
-default the budget keeps a quarter of them (at least one) for HTTP:
-``--threads 8`` holds at most 6 WebSockets. Anywhere else the default is no
-budget: gevent holds thousands of connections, and werkzeug's development
-server starts a thread per request.
+Where an open WebSocket holds one of the server's threads for its whole
+life (gunicorn's gthread worker over TLS: the socket cannot leave the
+server's object), a thread held is a thread plain HTTP cannot use. The
+worker tells us its thread count, so by default the budget keeps a quarter
+of them (at least one) for HTTP: ``--threads 8`` holds at most 6 WebSockets.
+Anywhere else the default is no budget: gevent holds thousands of
+connections, gthread runs a plain WebSocket in a thread of its own, and
+werkzeug's development server starts a thread per request.
 """
 
 from __future__ import annotations

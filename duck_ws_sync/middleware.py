@@ -8,10 +8,11 @@ gets its status, any other exception a 500), the connection budget is
 checked (503 beyond it, ``budget.py``), the socket is taken over from the
 server (``hosts/takeover.py``), and the 101 is written. The connection's
 session then goes to the host that the takeover found (``hosts/choice.py``):
-on gevent the WSGI call ends at once and the session runs in a greenlet of
-its own (``hosts/gevent/``); on a thread-per-connection server it runs in
-the request's own thread, inside the call (``hosts/threads/``). Every other
-request goes to the wrapped application untouched.
+on gevent the WSGI call ends at once and the session runs in greenlets
+(``hosts/gevent/``); on a thread-per-connection server it runs in an OS
+thread: one of its own beyond the call under gunicorn, the request's
+inside the call under werkzeug and over TLS (``hosts/threads/``). Every
+other request goes to the wrapped application untouched.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ class WebSocketMiddleware:
             are left to ``app``.
         max_connections: The most WebSockets this process holds open at
             once; an upgrade beyond gets ``503 Service Unavailable`` with
-            ``Retry-After``. None: no limit on gevent and werkzeug, and on
-            gunicorn's gthread worker all its threads but a quarter (at
-            least one), kept for plain HTTP.
+            ``Retry-After``. None: no limit, but where a WebSocket holds
+            its request's thread for its life (gunicorn's gthread worker
+            over TLS) all the worker's threads but a quarter (at least
+            one), kept for plain HTTP.
         trusted_proxies: The proxies in front of the server (addresses,
             networks such as ``"10.0.0.0/8"``, ``"unix"``): from them, and
             only from them, the headers of ``proxy_headers`` give the

@@ -3,8 +3,9 @@
 Each test runs the same ``Session`` (no view, no server: an endpoint with the
 settings, and a coroutine that serves the messages) on the gevent host, in
 the calling greenlet (``serve_here``) and parked between runs (``start``,
-as beyond a WSGI call: no greenlet while idle), and on the thread host (an
-OS thread, plain sockets), with a raw client on the other end of a socketpair. What the engine
+as beyond a WSGI call: no greenlet while idle), and on the thread host (in
+the calling thread, and in a thread started for it, as beyond a WSGI call;
+plain sockets), with a raw client on the other end of a socketpair. What the engine
 asks of a host (reading, writing whole frames, writing without waiting and
 handing the rest over, the one deadline, running what may block, ending
 TCP) is seen on the wire.
@@ -37,6 +38,9 @@ from duck_ws_sync.hosts.gevent.sessions import serve_here
 from duck_ws_sync.hosts.threads import sessions as thread_sessions
 from duck_ws_sync.protocol import Message, OpCode
 from tests.helpers import PING, PONG, TEXT, close_frame, frame, parse_server_frames
+
+# The class a server's request thread is made of, whatever a test patches in ``threading``.
+REQUEST_THREAD = threading.Thread
 
 CLOSE = 0x8
 MiB = 1024 * 1024
@@ -82,6 +86,11 @@ class Served:
             server_side, self.client = gevent.socket.socketpair()
             self._ended = gevent.event.Event()
             gevent.spawn(gevent_sessions.start, self.session, server_side, b"", self._ended.set, False).join(5)
+        elif host == "threads-own":  # a thread started for the session, which closes the socket
+            server_side, self.client = self.socketpair()
+            self._done = threading.Event()
+            # As a request's thread would: ``start`` returns at once, or serves the session itself.
+            REQUEST_THREAD(target=thread_sessions.start, args=(self.session, server_side, b"", self._done.set)).start()
         else:
             server_side, self.client = self.socketpair()
             self._runner = threading.Thread(
@@ -135,6 +144,8 @@ class Served:
             assert self._runner.dead
         elif self.host == "gevent-parked":
             assert self._ended.wait(5)
+        elif self.host == "threads-own":
+            assert self._done.wait(5)
         else:
             self._runner.join(5)
             assert not self._runner.is_alive()
@@ -165,7 +176,7 @@ async def echo(session: Session) -> None:
     session.answer()
 
 
-@pytest.fixture(params=["gevent", "gevent-parked", "threads"])
+@pytest.fixture(params=["gevent", "gevent-parked", "threads", "threads-own"])
 def host(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -339,6 +350,21 @@ def test_a_session_behind_stops_reading_until_the_view_catches_up(serve):
     assert served.session.inbox.full  # the reader paused: TCP holds the rest
     release.append(True)
     assert [data for _, _, _, data in served.frames(20)] == [str(number).encode() for number in range(20)]
+
+
+def test_with_no_thread_to_spare_a_session_is_served_in_the_calling_thread(monkeypatch, caplog):
+    class NoThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(thread_sessions.threading, "Thread", NoThread)
+    with caplog.at_level("WARNING", logger="duck_ws_sync"):
+        served = Served("threads-own", Settings, echo)
+        served.send(frame(TEXT, b"served all the same"))
+        assert served.frames(1) == [(True, False, TEXT, b"served all the same")]
+        served.client.close()
+        served.wait()
+    assert "no thread for the WebSocket" in caplog.text
 
 
 def test_the_thread_host_imports_nothing_of_gevent():

@@ -7,8 +7,9 @@ afterwards that the connection is done and that it must write nothing more:
   ``StopIteration`` raised from the call tells it the connection is done
   (it logs that at debug level and closes its socket object). Its gevent
   worker gives a cooperative socket, served on the gevent host; its gthread
-  worker a plain one, served in the request's own thread. Its sync worker,
-  one request at a time, cannot hold a WebSocket at all.
+  worker a plain one, served on the thread host in a thread of our own
+  (over TLS: in the request's thread). Its sync worker, one request at a
+  time, cannot hold a WebSocket at all.
 - gevent.pywsgi: for an Upgrade request, ``environ["wsgi.input"]`` is the
   handler's buffered reader of the socket; bytes it read past the request
   (a first frame sent with the upgrade) are carried over, and closing the
@@ -20,11 +21,14 @@ afterwards that the connection is done and that it must write nothing more:
   quietly.
 
 What is found names the host that serves the connection (``host``:
-``"gevent"`` or ``"threads"``, ``choice.py``). On gevent the descriptor is
-taken out of the server's socket object, so the WSGI call can end right
-after the 101 (``gevent/sessions.py``). On threads the session runs inside
-the call, in the request's thread, and the server's socket object stays the
-server's.
+``"gevent"`` or ``"threads"``, ``choice.py``). Under gunicorn and pywsgi the
+descriptor is taken out of the server's socket object, so the WSGI call can
+end right after the 101 and the server lets go of the request: on gevent
+the session goes on in greenlets (``gevent/sessions.py``), on threads in a
+thread of its own (``threads/sessions.py``). A TLS socket cannot leave its
+object, and werkzeug's server writes to its socket after the call: those
+sessions run inside the call, in the request's thread, and the server's
+socket object stays the server's.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ class Found(NamedTuple):
     socket: Any
     server: str  # "gunicorn", "pywsgi" or "werkzeug"
     host: str  # "gevent", or "threads": served in the request's own OS thread
-    threads: int | None = None  # the server's threads for requests, when known (gunicorn gthread)
+    # The server's threads for requests, when a WebSocket holds one of them
+    # for its life (gunicorn gthread over TLS): they set the default budget.
+    threads: int | None = None
 
 
 class Takeover(NamedTuple):
@@ -67,8 +73,8 @@ class Takeover(NamedTuple):
     server: str
     host: str
     # The socket is ours alone, the server's socket object no longer owning
-    # the descriptor (gevent only); not so for TLS, whose state cannot
-    # leave its object.
+    # the descriptor (gunicorn, pywsgi); not so for TLS, whose state cannot
+    # leave its object, nor under werkzeug.
     detached: bool
 
 
@@ -87,7 +93,8 @@ def find_socket(environ: Mapping[str, Any]) -> Found | Unsupported:
         worker = gunicorn_worker()
         kind = type(worker).__module__ if worker is not None else ""
         if kind == "gunicorn.workers.gthread":
-            return Found(sock, "gunicorn", THREADS, threads=worker.cfg.threads)
+            # A plain socket leaves the request's thread for one of ours (``take``); a TLS one cannot.
+            return Found(sock, "gunicorn", THREADS, threads=worker.cfg.threads if _is_tls(sock) else None)
         if kind == "gunicorn.workers.sync":
             return Unsupported(
                 "gunicorn's sync worker handles one request at a time and cannot hold a WebSocket; "
@@ -116,7 +123,7 @@ def take(found: Found, environ: Mapping[str, Any]) -> Takeover:
         initial_data = _gunicorn_buffered(environ.get("wsgi.input"))
     else:
         initial_data = _buffered(environ.get("wsgi.input"), sock, close=server == "pywsgi")
-    if found.host == THREADS or server == "werkzeug":
+    if server == "werkzeug":
         return Takeover(sock, initial_data, server, found.host, detached=False)
     own, detached = _detach(sock)
     return Takeover(own, initial_data, server, found.host, detached=detached)
@@ -147,9 +154,7 @@ def _detach(sock: Any) -> tuple[Any, bool]:
     stays right (a ``dup`` would leave epoll reporting the old number). A TLS
     socket stays as it is: its state cannot move to another object.
     """
-    from gevent.ssl import SSLSocket  # noqa: PLC0415 (only gevent's sockets come here)
-
-    if isinstance(sock, SSLSocket):
+    if _is_tls(sock):
         return sock, False
     timeout = sock.gettimeout()
     own = type(sock)(sock.family, sock.type, sock.proto, fileno=sock.detach())
@@ -178,6 +183,11 @@ def end_call(taken: Takeover, environ: dict[str, Any], start_response: Any) -> l
     # pywsgi: its reader is closed, so no request follows, and its socket
     # object owns nothing any more: nothing more is written.
     return []
+
+
+def _is_tls(sock: Any) -> bool:
+    """The standard library's and gevent's TLS sockets (both have ``pending``: decrypted bytes held)."""
+    return callable(getattr(sock, "pending", None))
 
 
 def _is_gevent_socket(sock: Any) -> bool:

@@ -268,6 +268,16 @@ class ServerConnection(MessageAssembly):
             self._lent = partial
         return buffer
 
+    @property
+    def payload_to_come(self) -> int:
+        """How many bytes of the payload of the frame being received are still to come (0 between frames).
+
+        While a large frame streams in, a host may read again at once rather
+        than wait to be told that the socket is readable.
+        """
+        partial = self._partial
+        return 0 if partial is None else partial.header.length - partial.filled
+
     def received_into(self, size: int) -> None:
         """Tell the connection that ``size`` bytes were read into the view ``receive_buffer`` returned.
 

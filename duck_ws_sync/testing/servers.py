@@ -151,7 +151,7 @@ class GunicornServer:
     ) -> None:
         self._listener = listener
         self._log = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed in wait_stopped)
-        defaults = ["--threads", "32"] if worker == "gthread" else []  # the budget keeps a quarter for HTTP
+        defaults = ["--threads", "32"] if worker == "gthread" else []  # requests and handshakes at once
         command = [
             sys.executable, "-m", "gunicorn", "-k", worker, "-w", "1", "-b", f"fd://{listener.fileno()}",
             "--graceful-timeout", "5", "--log-level", "info", *no_control_socket(), *defaults, *args, app,

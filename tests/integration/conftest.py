@@ -26,8 +26,9 @@ from duck_ws_sync.testing.servers import no_control_socket
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0
-# gunicorn -k gthread's threads in the tests: every test's WebSockets and
-# HTTP requests at once, with room (the default budget keeps a quarter for HTTP).
+# gunicorn -k gthread's threads in the tests: HTTP requests and handshakes at
+# once, with room (over TLS every WebSocket holds one, and the default budget
+# keeps a quarter for HTTP).
 GTHREAD_THREADS = 64
 
 

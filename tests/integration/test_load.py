@@ -25,7 +25,7 @@ CONCURRENT = 300
 
 @pytest.fixture(scope="module")
 def server(server_kind: str) -> Iterator[Server]:
-    # gthread: a thread for each of the CONCURRENT WebSockets, and a quarter more kept for HTTP by default.
+    # gthread: a thread for each of the CONCURRENT handshakes at most (the WebSockets run in threads of their own).
     extra = ("--threads", "400") if server_kind == "gthread" else ()
     with serve(server_kind, "tests.integration.apps.load_app:app", *extra) as running:
         yield running

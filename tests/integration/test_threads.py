@@ -1,12 +1,14 @@
 """Thread-per-connection servers: gunicorn's gthread worker and werkzeug's threaded server.
 
-Each WebSocket is served in its request's own OS thread, with nothing
+Each WebSocket is served in an OS thread of its own (gthread) or in its
+request's thread (werkzeug, and gthread over TLS), with nothing
 patched by gevent (``apps/threads_app.py``). The view suites
 (test_views, test_shim, test_host, test_load, test_examples) run under
 these servers too; here is what only they must show: blocking code in one
 view holds up only its connection, sends from any thread never interleave,
-the connection budget keeps threads for plain HTTP, and a stopping worker
-closes every WebSocket with 1001. And what the connection's thread, waiting
+open WebSockets leave gthread's threads to plain HTTP (over TLS, where a
+session keeps its request's thread, the connection budget keeps some), and
+a stopping worker closes every WebSocket with 1001. And what the connection's thread, waiting
 in ``poll`` on its own socket, must get right: work from another thread
 wakes it (a coroutine run on its loop, a Close whose closing deadline must
 then come on time), a WebSocket costs its socket and one eventfd, no epoll
@@ -172,14 +174,46 @@ def test_the_budget_refuses_upgrades_beyond_it_and_keeps_threads_for_http() -> N
         assert re.search(r"WebSocket refused with 503: 6 open", own.log()), own.log()
 
 
-def test_the_default_budget_keeps_a_quarter_of_gthreads_threads_for_http() -> None:
-    with serve("gthread", APP, "--threads", "4") as own:
-        held = [connect(own, "/ws/echo") for _ in range(3)]
+def test_open_websockets_hold_none_of_gthreads_threads() -> None:
+    # Each session runs in a thread of its own: the worker's two threads stay for HTTP.
+    with serve("gthread", APP, "--threads", "2") as own:
+        held = []
         try:
+            for index in range(30):
+                held.append(connect(own, "/ws/echo"))
+                started = time.monotonic()
+                assert get(own, timeout=2)[:2] == (200, b"plain")
+                assert time.monotonic() - started < 1, f"with {index + 1} open"
+            for index, ws in enumerate(held):
+                ws.send(f"still {index}")
+                assert ws.recv() == f"still {index}"
+        finally:
+            for ws in held:
+                ws.close()
+
+
+def test_over_tls_the_default_budget_keeps_a_quarter_of_gthreads_threads_for_http(
+    certificates: tuple[Path, Path, Path],
+) -> None:
+    # A TLS socket cannot leave the server's object: its session holds the request's thread.
+    ca_file, cert_file, key_file = certificates
+    tls = {"ca_certs": str(ca_file)}
+    with serve("gthread", APP, "--threads", "4", "--certfile", str(cert_file), "--keyfile", str(key_file)) as own:
+        held = [websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)]
+        try:
+            held += [websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)]
+            held += [websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)]
             with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-                connect(own, "/ws/echo")
+                websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)
             assert refused.value.status_code == 503
-            assert get(own, timeout=1)[:2] == (200, b"plain")
+            context = ssl.create_default_context(cafile=str(ca_file))
+            connection = http.client.HTTPSConnection("127.0.0.1", own.port, timeout=2, context=context)
+            try:
+                connection.request("GET", "/plain")
+                response = connection.getresponse()
+                assert (response.status, response.read()) == (200, b"plain")
+            finally:
+                connection.close()
         finally:
             for ws in held:
                 ws.close()

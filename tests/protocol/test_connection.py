@@ -690,6 +690,33 @@ class TestPartialFrames:
         assert type(events[0].data) is bytes
         assert connection.frames_received == 1
 
+    def test_payload_to_come_counts_down_as_a_frame_arrives(self):
+        connection = ServerConnection()
+        data = frame(BINARY, bytes(1000))  # a four-byte header and a four-byte mask
+        assert connection.payload_to_come == 0
+        feed(connection, data[:5])  # the header is not whole yet: no payload is arriving
+        assert connection.payload_to_come == 0
+        feed(connection, data[5:108])
+        assert connection.payload_to_come == 900
+        feed(connection, data[108:-1])
+        assert connection.payload_to_come == 1
+        assert feed(connection, data[-1:]) == [Message(OpCode.BINARY, bytes(1000))]
+        assert connection.payload_to_come == 0
+
+    def test_payload_to_come_of_a_frame_read_in_place(self):
+        connection = ServerConnection()
+        data = frame(BINARY, bytes(range(256)) * 1024)
+        feed(connection, data[:1000])
+        to_come = connection.payload_to_come
+        assert to_come == len(data) - 1000
+        buffer = connection.receive_buffer()
+        if buffer is None:  # the pure-Python payload: no reading in place
+            pytest.skip("the native extension reads in place")
+        buffer[:10000] = data[1000:11000]
+        buffer.release()
+        connection.received_into(10000)
+        assert connection.payload_to_come == to_come - 10000
+
     def test_frame_collected_then_frames_in_the_same_read(self):
         connection = ServerConnection()
         big = frame(BINARY, bytes(range(256)) * 4)

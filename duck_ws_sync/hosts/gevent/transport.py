@@ -52,6 +52,8 @@ logger = logging.getLogger("duck_ws_sync")
 # The size of the receive buffer that the connections of one thread share.
 RECEIVE_SIZE = 256 * 1024
 _BUFFER_ATTRIBUTE = "_duck_ws_sync_receive_buffer"
+# A read at least this large that leaves a frame to come is part of a stream: read on.
+STREAMING_READ = 16 * 1024
 # The core lock of a gevent connection: calls into the core never yield, so none is needed.
 _NO_LOCK = contextlib.nullcontext()
 
@@ -329,8 +331,13 @@ class GeventTransport:
             return READ_SOME
         # The common read: one message, handed to the session at once.
         session.receive_message(buffer[:size])
-        # A read that did not fill the buffer most likely took all there was.
-        return READ_ALL if size < len(buffer) else READ_SOME
+        # A read that did not fill the buffer most likely took all there was,
+        # unless it was a large one that left a frame to come: the client is
+        # still writing it, and reading again at once (into its payload)
+        # beats a trip through the hub.
+        if size == len(buffer) or (size >= STREAMING_READ and session.connection.payload_to_come):
+            return READ_SOME
+        return READ_ALL
 
     def _read_standby(self) -> None:
         """Read in a greenlet of its own, until the loop's greenlet is idle again (TLS: until the end)."""
