@@ -31,7 +31,7 @@ WORKERS = 3
 @pytest.fixture(scope="module", params=["gevent", "gthread"])
 def workers(request: pytest.FixtureRequest, redis_service: RedisService) -> Iterator[LiveServer]:
     env = {"DUCK_WS_SYNC_BROKER": redis_service.url}
-    # gthread: a worker holding 16 connections stops accepting, and the others take the next ones.
+    # gthread: a worker with 16 upgrades in flight (apps/held.py) stops accepting; the others take the next ones.
     args = ["-w", str(WORKERS), "--threads", "64", "--worker-connections", "16"]
     with serve(APP, "gunicorn", worker=request.param, args=args, env=env) as server:
         yield server
@@ -180,20 +180,25 @@ def test_redis_going_away_and_coming_back(workers: LiveServer, redis_service: Re
 
 
 def test_the_chat_example_spans_four_workers(redis_service: RedisService) -> None:
-    # gthread with two connections per worker: eight connections are spread over all four workers.
+    # gthread with two connections per worker, each upgrade held 300 ms in its call, and eight
+    # connections made at once: they are spread over all four workers.
     args = ["-w", "4", "--threads", "8", "--worker-connections", "2"]
     env = {"DUCK_WS_SYNC_BROKER": redis_service.url}
-    with serve("examples.chat:app", "gunicorn", worker="gthread", args=args, env=env) as server:
+    with serve("tests.integration.apps.held_chat_app:app", "gunicorn", worker="gthread", args=args, env=env) as server:
         # Eight connections, seven users: the second and the sixth share the page's cookie (two tabs).
         cookies = {1: "chat_user=00000000000000aa", 5: "chat_user=00000000000000aa"}
-        users, names = [], {}
-        for n in range(8):
+
+        def enter(n: int) -> tuple[WebSocketClient, str]:
             ws = server.connect("/ws/chat/spanning", cookie=cookies.get(n))
-            # A member before its welcome: the earlier users' lists and notices may come first.
+            # A member before its welcome: the other users' lists and notices may come first.
             while not (welcome := ws.receive_json()).get("text", "").startswith("👋 Welcome to the chat, User "):
                 assert welcome["type"] in ("online", "system"), welcome
-            users.append(ws)
-            names[cookies.get(n, n)] = welcome["text"].removeprefix("👋 Welcome to the chat, ").removesuffix("!")
+            return ws, welcome["text"].removeprefix("👋 Welcome to the chat, ").removesuffix("!")
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            entered = list(pool.map(enter, range(8)))
+        users = [ws for ws, _ in entered]
+        names = {cookies.get(n, n): name for n, (_, name) in enumerate(entered)}
         assert len(names) == 7
         # The room's presence, read through Redis, has every worker's members: each connection's
         # online lists end with all seven users (the last joiner's list is the last one sent).

@@ -1,9 +1,9 @@
 """``send_to_user`` and ``presence`` across gunicorn workers and masters, through a real redis-server.
 
 Three workers serve tests/integration/apps/presence_app.py; clients spread
-over them by the kernel's accept (``?hold`` blocks the worker that took a
-connection for 50 ms). A worker killed with SIGKILL leaves its members'
-presence entries behind, and they expire.
+over them by the kernel's accept (``?hold`` holds an upgrade a moment in the
+worker that took it: ``apps/held.py``). A worker killed with SIGKILL leaves
+its members' presence entries behind, and they expire.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ DEAD_WORKER_BOUND = 20.0
 
 
 def gunicorn(worker: str, redis_url: str, workers: int = WORKERS) -> Any:
-    # gthread: a worker holding 16 connections stops accepting, and the others take the next ones.
+    # gthread: a worker with 16 upgrades in flight (apps/held.py) stops accepting; the others take the next ones.
     args = ["-w", str(workers), "--threads", "64", "--worker-connections", "16"]
     return serve(APP, "gunicorn", worker=worker, args=args, env={"DUCK_WS_SYNC_BROKER": redis_url})
 

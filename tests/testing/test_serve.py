@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -260,15 +261,14 @@ def test_gunicorn_serves_and_leaves_no_process(worker: str) -> None:
 
 
 def test_gunicorn_arguments_and_environment_pass_through() -> None:
-    with serve(APP, "gunicorn", worker="gthread", args=["--threads", "3"], env={"DUCK_TEST_MARK": "x"}) as server:
-        # Three threads: the default budget keeps one for HTTP, so two WebSockets and no more.
-        held = [server.connect("/echo") for _ in range(2)]
-        with pytest.raises(websocket.WebSocketBadStatusException) as refused_upgrade:
-            server.connect("/echo")
-        assert refused_upgrade.value.status_code == 503
-        held[0].send("two of three threads")
-        assert held[0].receive() == "two of three threads"
+    arguments = ["--threads", "3", "--log-level", "debug"]
+    with serve(APP, "gunicorn", worker="gthread", args=arguments, env={"DUCK_TEST_MARK": "x"}) as server:
+        ws = server.connect("/echo")
+        ws.send("on a worker of three threads")
+        assert ws.receive() == "on a worker of three threads"
         assert json.loads(urllib.request.urlopen(server.url + "/env/DUCK_TEST_MARK", timeout=5).read()) == "x"
+        # gunicorn logs its configuration at debug level: the arguments came after the defaults.
+        assert re.search(r"^\s*threads: 3$", server.output, re.MULTILINE), server.output
 
 
 def test_an_application_that_fails_to_import_fails_start_up_with_its_output() -> None:

@@ -18,18 +18,17 @@ A broadcast the broker cannot take (``BrokerUnavailable``) answers
 ``unavailable: ...`` to the WebSocket sender and 503 to the HTTP one.
 With ``DUCK_WS_SYNC_BROKER`` set, the same app spans every worker
 (test_redis.py); ``pid`` tells which worker serves a connection, and
-``?hold`` blocks the worker that accepted it for 50 ms (the next
-connections then go to the other workers).
+``?hold`` holds its upgrade request a moment in its WSGI call, so that the
+next connections go to the other workers (``held.py``).
 """
 
 import json
 import os
 import re
 
-from gevent import monkey
-
 from duck_ws_sync import BrokerUnavailable, OpCode, WebSocketMiddleware, WebSocketView, broadcast
 from duck_ws_sync.urls import path
+from tests.integration.apps.held import held
 
 closed: list = []
 
@@ -40,9 +39,6 @@ class Room(WebSocketView):
     CLOSE_TIMEOUT = 2
 
     async def on_open(self):
-        if self.request.environ.get("QUERY_STRING") == "hold":
-            # Block this worker for a moment, so that connections made meanwhile go to the others.
-            monkey.get_original("time", "sleep")(0.05)
         self.join(self.kwargs["room"])
         await self.send_text("joined")
 
@@ -103,4 +99,4 @@ def answer(environ, start_response):
     return [body]
 
 
-app = WebSocketMiddleware(plain, [path("/ws/room/<room>", Room), path("/ws/small/<room>", SmallFrames)])
+app = held(WebSocketMiddleware(plain, [path("/ws/room/<room>", Room), path("/ws/small/<room>", SmallFrames)]))

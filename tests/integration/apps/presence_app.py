@@ -25,8 +25,8 @@
 
 Every plain response says which worker made it (``X-Worker-Pid``); a
 broker that cannot serve (``BrokerUnavailable``) is a 503. ``?hold``
-blocks the worker that accepted the connection for 50 ms, so that the next
-connections go to the other workers.
+holds the upgrade request a moment in its WSGI call, so that the next
+connections go to the other workers (``held.py``).
 """
 
 import json
@@ -34,8 +34,6 @@ import os
 import re
 import time
 import urllib.parse
-
-from gevent import monkey
 
 from duck_ws_sync import (
     BrokerUnavailable,
@@ -48,6 +46,7 @@ from duck_ws_sync import (
     send_to_user,
 )
 from duck_ws_sync.urls import path
+from tests.integration.apps.held import held
 
 closed = []
 
@@ -68,9 +67,6 @@ class Room(WebSocketView):
             self.user_id = user_of(user)
 
     async def on_open(self):
-        if "hold" in self.request.GET:
-            # Block this worker for a moment, so that connections made meanwhile go to the others.
-            monkey.get_original("time", "sleep")(0.05)
         self.join(self.kwargs["room"], {"name": self.request.GET.get("name", "")})
         await self.send_text("joined")
 
@@ -194,6 +190,8 @@ def answer(environ, start_response):
     return [b"not found"]
 
 
-app = WebSocketMiddleware(
-    plain, [path("/ws/room/<room>", Room), path("/ws/plain/<room>", PlainRoom), path("/ws/early/<room>", Early)]
+app = held(
+    WebSocketMiddleware(
+        plain, [path("/ws/room/<room>", Room), path("/ws/plain/<room>", PlainRoom), path("/ws/early/<room>", Early)]
+    )
 )
