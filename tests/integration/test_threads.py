@@ -62,6 +62,12 @@ def get(server: Server, path: str = "/plain", timeout: float = TIMEOUT) -> tuple
         connection.close()
 
 
+def each_still_echoes(clients: list[websocket.WebSocket]) -> None:
+    for index, ws in enumerate(clients):
+        ws.send(f"still {index}")
+        assert ws.recv() == f"still {index}"
+
+
 def close_code(ws: websocket.WebSocket) -> int:
     """Read until the server's Close frame; its code."""
     while True:
@@ -165,9 +171,7 @@ def test_the_budget_refuses_upgrades_beyond_it_and_keeps_threads_for_http() -> N
                 started = time.monotonic()
                 assert get(own, timeout=1)[:2] == (200, b"plain")
                 assert time.monotonic() - started < 1
-            for index, ws in enumerate(held):
-                ws.send(f"still {index}")
-                assert ws.recv() == f"still {index}"
+            each_still_echoes(held)
         finally:
             for ws in held:
                 ws.close()
@@ -177,16 +181,14 @@ def test_the_budget_refuses_upgrades_beyond_it_and_keeps_threads_for_http() -> N
 def test_open_websockets_hold_none_of_gthreads_threads() -> None:
     # Each session runs in a thread of its own: the worker's two threads stay for HTTP.
     with serve("gthread", APP, "--threads", "2") as own:
-        held = []
+        held: list[websocket.WebSocket] = []
         try:
             for index in range(30):
                 held.append(connect(own, "/ws/echo"))
                 started = time.monotonic()
                 assert get(own, timeout=2)[:2] == (200, b"plain")
                 assert time.monotonic() - started < 1, f"with {index + 1} open"
-            for index, ws in enumerate(held):
-                ws.send(f"still {index}")
-                assert ws.recv() == f"still {index}"
+            each_still_echoes(held)
         finally:
             for ws in held:
                 ws.close()
@@ -197,14 +199,18 @@ def test_over_tls_the_default_budget_keeps_a_quarter_of_gthreads_threads_for_htt
 ) -> None:
     # A TLS socket cannot leave the server's object: its session holds the request's thread.
     ca_file, cert_file, key_file = certificates
-    tls = {"ca_certs": str(ca_file)}
     with serve("gthread", APP, "--threads", "4", "--certfile", str(cert_file), "--keyfile", str(key_file)) as own:
-        held = [websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)]
+
+        def connect_tls() -> websocket.WebSocket:
+            url = own.url("/ws/echo", scheme="wss")
+            return websocket.create_connection(url, timeout=TIMEOUT, sslopt={"ca_certs": str(ca_file)})
+
+        held: list[websocket.WebSocket] = []
         try:
-            held += [websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)]
-            held += [websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)]
+            for _ in range(3):
+                held.append(connect_tls())
             with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-                websocket.create_connection(own.url("/ws/echo", scheme="wss"), timeout=TIMEOUT, sslopt=tls)
+                connect_tls()
             assert refused.value.status_code == 503
             context = ssl.create_default_context(cafile=str(ca_file))
             connection = http.client.HTTPSConnection("127.0.0.1", own.port, timeout=2, context=context)
