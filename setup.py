@@ -15,7 +15,8 @@ setup(
     ext_modules=[
         Extension(
             "duck_ws_sync.protocol._speedups",
-            sources=["duck_ws_sync/protocol/_speedups.c"],
+            sources=["duck_ws_sync/protocol/_speedups.c", "duck_ws_sync/protocol/_shortcuts.c"],
+            depends=["duck_ws_sync/protocol/_speedups.h"],
             optional=True,
         ),
         Extension(

@@ -223,7 +223,7 @@ class Session(Clock):
         straight into one write: no queue, no ``data_to_send``.
         """
         lock = self._write_lock
-        if not self._direct or not lock.acquire(blocking=False):
+        if not self._direct or not lock.acquire(False):
             return self.send(self.connection.send_text, data, fragment_size)
         try:
             if self._broken:
@@ -258,7 +258,7 @@ class Session(Clock):
             (``Transport.hand_over``), which holds the write lock until it is out.
         """
         lock = self._write_lock
-        if not self._transport.can_write_now() or not lock.acquire(blocking=False):
+        if not self._transport.can_write_now() or not lock.acquire(False):
             return None
         written = False
         try:
@@ -290,7 +290,7 @@ class Session(Clock):
         the usual way then.
         """
         lock = self._write_lock
-        if not self._transport.can_write_now() or not lock.acquire(blocking=False):
+        if not self._transport.can_write_now() or not lock.acquire(False):
             return None
         connection = self.connection
         with self._core_lock:

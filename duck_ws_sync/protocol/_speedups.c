@@ -11,15 +11,14 @@
  *
  * parse_messages reads the frames of the common case (a whole text or binary
  * message in one masked frame) straight into message events; the protocol
- * core's Python parser handles everything else.
+ * core's Python parser handles everything else. _shortcuts.c holds the
+ * connection's own shortcuts (receive_message, text_frame) and makes the
+ * events (new_event).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "_speedups.h"
 
 /* out[i] = in[i] ^ key[(phase + i) & 3] for i < length; out may be in. */
-static void
+void
 xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t length, const unsigned char *key,
          Py_ssize_t phase)
 {
@@ -269,6 +268,15 @@ static PyMethodDef payload_methods[] = {
      "unmask(start, stop, mask) -> None\n\nUnmask payload[start:stop] in place (start is its offset in the payload)."},
     {"take", (PyCFunction)payload_take, METH_NOARGS,
      "take() -> bytes\n\nHand the payload over; the Payload is empty afterwards."},
+    {"bind_types", (PyCFunction)(void (*)(void))bind_types, METH_FASTCALL,
+     "bind_types(connection_type, message_type, pong_type, text, binary, open_state) -> None\n\n"
+     "Tell the module the protocol core's connection and event types, opcodes and OPEN state (once)."},
+    {"receive_message", (PyCFunction)(void (*)(void))receive_message, METH_FASTCALL,
+     "receive_message(connection, data) -> Message | None\n\n"
+     "ServerConnection.receive_message for a read that is one whole simple message; else None, nothing consumed."},
+    {"text_frame", (PyCFunction)(void (*)(void))text_frame, METH_FASTCALL,
+     "text_frame(connection, data, fragment_size) -> bytes | None\n\n"
+     "FrameWriter.send_text_now for one short text frame with nothing queued; else None, nothing done."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -344,7 +352,7 @@ done:
 }
 
 /* True when none of the length bytes at p has its high bit set. */
-static int
+int
 is_ascii(const unsigned char *p, Py_ssize_t length)
 {
     Py_ssize_t i = 0;
@@ -358,6 +366,89 @@ is_ascii(const unsigned char *p, Py_ssize_t length)
         any |= p[i];
     }
     return (any & 0x8080808080808080ULL) == 0;
+}
+
+/*
+ * Whether the frame at buf[0:available] is one the fast paths read: complete,
+ * FIN set, no RSV bit, masked, text or binary with a payload of at most
+ * max_size bytes (max_size < 0: no limit), or a Pong of at most 125 bytes.
+ * If so, its opcode, header size and payload length are stored.
+ */
+int
+simple_frame(const unsigned char *buf, Py_ssize_t available, Py_ssize_t max_size, unsigned char *opcode,
+             Py_ssize_t *header_size, Py_ssize_t *payload_length)
+{
+    Py_ssize_t header = 6, length;
+
+    if (available < 6) {
+        return 0;
+    }
+    *opcode = buf[0] & 0x0F;
+    length = buf[1] & 0x7F;
+    if ((buf[0] & 0xF0) != 0x80 || (*opcode != 1 && *opcode != 2 && *opcode != 0xA) || !(buf[1] & 0x80)) {
+        return 0;
+    }
+    if (*opcode == 0xA && length > 125) {
+        return 0;  /* an error the full parser reports */
+    }
+    if (length == 126) {
+        header = 8;
+        if (available < header) {
+            return 0;
+        }
+        length = ((Py_ssize_t)buf[2] << 8) | buf[3];
+    }
+    else if (length == 127) {
+        uint64_t wide = 0;
+        int i;
+
+        header = 14;
+        if (available < header) {
+            return 0;
+        }
+        for (i = 0; i < 8; i++) {
+            wide = (wide << 8) | buf[2 + i];
+        }
+        if (wide > (uint64_t)(available - header)) {
+            return 0;
+        }
+        length = (Py_ssize_t)wide;
+    }
+    if (length > available - header || (max_size >= 0 && length > max_size)) {
+        return 0;
+    }
+    *header_size = header;
+    *payload_length = length;
+    return 1;
+}
+
+/*
+ * The unmasked payload of the simple frame at buf (simple_frame's opcode,
+ * header and length), as new bytes. NULL with no exception set when a text
+ * payload is not valid UTF-8; NULL with one on failure.
+ */
+PyObject *
+simple_payload(const unsigned char *buf, unsigned char opcode, Py_ssize_t header, Py_ssize_t length)
+{
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, length);
+
+    if (payload == NULL) {
+        return NULL;
+    }
+    xor_mask((unsigned char *)PyBytes_AS_STRING(payload), buf + header, length, buf + header - 4, 0);
+    if (opcode == 1 && !is_ascii((const unsigned char *)PyBytes_AS_STRING(payload), length)) {
+        PyObject *decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload), length, "strict");
+
+        if (decoded == NULL) {
+            Py_DECREF(payload);
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+            }
+            return NULL;
+        }
+        Py_DECREF(decoded);
+    }
+    return payload;
 }
 
 /*
@@ -415,69 +506,27 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "position out of range");
         return NULL;
     }
-    while (end - position >= 6) {
-        const unsigned char first = buf[position], second = buf[position + 1];
-        const unsigned char opcode = first & 0x0F;
-        Py_ssize_t header = 6, length = second & 0x7F;
+    for (;;) {
+        unsigned char opcode;
+        Py_ssize_t header, length;
         PyObject *payload, *message;
         int failed;
 
-        if ((first & 0xF0) != 0x80 || (opcode != 1 && opcode != 2 && opcode != 0xA) || !(second & 0x80)) {
+        if (!simple_frame(buf + position, end - position, max_size, &opcode, &header, &length)) {
             break;
         }
-        if (opcode == 0xA && (length > 125 || end - position - header < length)) {
-            break;  /* a Pong over 125 bytes is an error the full parser reports */
-        }
-        if (length == 126) {
-            header = 8;
-            if (end - position < header) {
-                break;
-            }
-            length = ((Py_ssize_t)buf[position + 2] << 8) | buf[position + 3];
-        }
-        else if (length == 127) {
-            uint64_t wide = 0;
-            int i;
-
-            header = 14;
-            if (end - position < header) {
-                break;
-            }
-            for (i = 0; i < 8; i++) {
-                wide = (wide << 8) | buf[position + 2 + i];
-            }
-            if (wide > (uint64_t)(end - position - header)) {
-                break;
-            }
-            length = (Py_ssize_t)wide;
-        }
-        if (length > end - position - header || (max_size >= 0 && length > max_size)) {
-            break;
-        }
-        payload = PyBytes_FromStringAndSize(NULL, length);
+        payload = simple_payload(buf + position, opcode, header, length);
         if (payload == NULL) {
-            goto error;
-        }
-        xor_mask((unsigned char *)PyBytes_AS_STRING(payload), buf + position + header, length,
-                 buf + position + header - 4, 0);
-        if (opcode == 1 && !is_ascii((const unsigned char *)PyBytes_AS_STRING(payload), length)) {
-            PyObject *decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload), length, "strict");
-
-            if (decoded == NULL) {
-                Py_DECREF(payload);
-                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                    goto error;
-                }
-                PyErr_Clear();
-                break;  /* the full parser fails the connection with 1007 */
+            if (PyErr_Occurred()) {
+                goto error;
             }
-            Py_DECREF(decoded);
+            break;  /* invalid UTF-8: the full parser fails the connection with 1007 */
         }
         if (opcode == 0xA) {
-            message = PyObject_CallOneArg(pong_type, payload);
+            message = new_event(pong_type, NULL, payload);
         }
         else {
-            message = PyObject_CallFunctionObjArgs(message_type, opcode == 1 ? text : binary, payload, NULL);
+            message = new_event(message_type, opcode == 1 ? text : binary, payload);
         }
         Py_DECREF(payload);
         if (message == NULL) {
@@ -507,6 +556,15 @@ static PyMethodDef speedups_methods[] = {
     {"unmask_into", (PyCFunction)(void (*)(void))unmask_into, METH_FASTCALL,
      "unmask_into(target, position, data, mask) -> None\n\n"
      "Write data XOR the mask, phased for payload offset position, into the bytearray target at position."},
+    {"bind_types", (PyCFunction)(void (*)(void))bind_types, METH_FASTCALL,
+     "bind_types(connection_type, message_type, pong_type, text, binary, open_state) -> None\n\n"
+     "Tell the module the protocol core's connection and event types, opcodes and OPEN state (once)."},
+    {"receive_message", (PyCFunction)(void (*)(void))receive_message, METH_FASTCALL,
+     "receive_message(connection, data) -> Message | None\n\n"
+     "ServerConnection.receive_message for a read that is one whole simple message; else None, nothing consumed."},
+    {"text_frame", (PyCFunction)(void (*)(void))text_frame, METH_FASTCALL,
+     "text_frame(connection, data, fragment_size) -> bytes | None\n\n"
+     "FrameWriter.send_text_now for one short text frame with nothing queued; else None, nothing done."},
     {NULL, NULL, 0, NULL},
 };
 

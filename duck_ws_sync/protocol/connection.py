@@ -18,7 +18,7 @@ extends both with the parser, control frames and the closing handshake.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..exceptions import LocalProtocolError, PayloadTooBig, ProtocolError
 from .assembly import FRAME_COST, MessageAssembly
@@ -43,6 +43,12 @@ __all__ = ["FRAME_COST", "ServerConnection", "Side", "State"]
 # Parses the frames that are whole messages by themselves, and Pongs, at C
 # speed (None without the extension); ``_parse`` takes over at any other frame.
 _native_parse_messages = getattr(speedups, "parse_messages", None)
+# ``receive_message``'s commonest read (one whole simple message, nothing
+# else), taken whole in C (None without the extension), which makes the
+# events the parsers return without calling their types.
+_native_receive_message: Callable[[ServerConnection, bytes | bytearray | memoryview], Message | None] | None = getattr(
+    speedups, "receive_message", None
+)
 
 MiB = 1024 * 1024
 # The least of a frame's payload still to come for which ``receive_buffer``
@@ -217,6 +223,10 @@ class ServerConnection(MessageAssembly):
         the general way). In any other case this is ``receive_data``: None,
         and the events wait for ``events_received``.
         """
+        if _native_receive_message is not None:
+            message = _native_receive_message(self, data)
+            if message is not None:
+                return message
         events = self._events
         waiting = len(events)
         self.receive_data(data)
@@ -531,3 +541,9 @@ class ServerConnection(MessageAssembly):
             ) from None
         if state is CLOSED:
             self._reading = False
+
+
+# The C shortcuts (``receive_message``, ``send_text_now``) work on these
+# types' slots; without the extension there is nothing to bind.
+_bind_types = getattr(speedups, "bind_types", lambda *types: None)
+_bind_types(ServerConnection, Message, Pong, OpCode.TEXT, OpCode.BINARY, OPEN)

@@ -10,10 +10,12 @@ over.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from ..exceptions import LocalProtocolError
 from .frames import MAX_CONTROL_PAYLOAD, Frame, serialize_header
+from .native import speedups
 from .opcodes import OpCode
 from .states import OPEN
 
@@ -26,6 +28,11 @@ __all__ = ["FrameWriter"]
 # Frames up to this size are written as one bytes object with their header;
 # larger payloads are handed over separately, not copied.
 _JOIN_LIMIT = 4096
+# ``send_text_now``'s commonest case (one short frame, nothing queued) in C,
+# None without the extension.
+_native_text_frame: Callable[[FrameWriter, str | bytes, int | None], bytes | None] | None = getattr(
+    speedups, "text_frame", None
+)
 
 
 class FrameWriter:
@@ -67,6 +74,10 @@ class FrameWriter:
         ``send_text`` queues them, and None is returned. Arguments and
         errors are ``send_text``'s.
         """
+        if _native_text_frame is not None:
+            frame = _native_text_frame(self, data, fragment_size)
+            if frame is not None:
+                return frame
         if isinstance(data, str):
             payload = data.encode("utf-8")
         else:

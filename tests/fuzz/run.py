@@ -17,7 +17,7 @@ from itertools import pairwise
 from types import ModuleType
 from typing import Any
 
-from duck_ws_sync.protocol import Event, Message, ServerConnection, State, connection, mask, partial
+from duck_ws_sync.protocol import Event, Message, ServerConnection, State, connection, mask, partial, writer
 from duck_ws_sync.protocol.frames import MAX_CONTROL_PAYLOAD
 
 from .cases import Action, Case, Options
@@ -35,6 +35,8 @@ MAX_BUFFERED = MAX_HEADER + MAX_CONTROL_PAYLOAD
 # helper, and its Python equivalent (None: the compiled parser's absence).
 _HELPERS: tuple[tuple[ModuleType, str, Any], ...] = (
     (connection, "_native_parse_messages", None),
+    (connection, "_native_receive_message", None),
+    (writer, "_native_text_frame", None),
     (connection, "apply_mask", mask.python_apply_mask),
     (partial, "_NativePayload", None),
     (partial, "unmask_into", mask.python_unmask_into),
