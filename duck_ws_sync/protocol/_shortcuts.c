@@ -318,6 +318,10 @@ text_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     data = args[1];
     fragment_size = args[2];
     if (PyUnicode_CheckExact(data)) {
+        /* A longer text never fits: its UTF-8 is not asked for (a str keeps it once made). */
+        if (PyUnicode_GetLength(data) >= 126) {
+            Py_RETURN_NONE;
+        }
         payload = PyUnicode_AsUTF8AndSize(data, &length);
         if (payload == NULL) {
             PyErr_Clear();  /* a lone surrogate: str.encode raises it again */

@@ -9,6 +9,7 @@ a twin connection that runs the Python method alone.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 
@@ -165,6 +166,13 @@ def test_a_short_text_frame_is_what_python_builds(data, fragment_size, monkeypat
     slow = ServerConnection()
     assert slow.send_text_now(data, fragment_size) == frame_bytes
     assert state(fast) == state(slow)
+
+
+def test_a_long_text_is_left_to_python_without_encoding_it():
+    text = "é" * 200  # a str keeps its UTF-8 once it is asked for
+    size = sys.getsizeof(text)
+    assert speedups.text_frame(ServerConnection(), text, None) is None
+    assert sys.getsizeof(text) == size
 
 
 def closed() -> ServerConnection:
