@@ -71,6 +71,36 @@ def test_blocked_hook_does_not_delay_another_connection(server: Server) -> None:
         assert p99 < 0.05, (p99, max(durations))
 
 
+def test_a_hook_that_blocks_holds_up_none_of_the_connections_read_with_it(server: Server) -> None:
+    # The hub finds these sockets readable at once, and one runner takes them
+    # one after another: the others must not wait behind the one that blocks.
+    blocked = websocket.create_connection(server.url("/ws/block"), timeout=TIMEOUT)
+    echoes = [websocket.create_connection(server.url("/ws/echo"), timeout=TIMEOUT) for _ in range(30)]
+    try:
+        for round_number in range(3):
+            block_frame = websocket.ABNF.create_frame("1.0", websocket.ABNF.OPCODE_TEXT).format()
+            frames = [
+                websocket.ABNF.create_frame(f"echo {round_number} {number}", websocket.ABNF.OPCODE_TEXT).format()
+                for number in range(len(echoes))
+            ]
+            half = len(echoes) // 2
+            started = time.monotonic()
+            for client, frame_bytes in zip(echoes[:half], frames[:half], strict=True):
+                client.sock.sendall(frame_bytes)
+            blocked.sock.sendall(block_frame)
+            for client, frame_bytes in zip(echoes[half:], frames[half:], strict=True):
+                client.sock.sendall(frame_bytes)
+            for number, client in enumerate(echoes):
+                assert client.recv() == f"echo {round_number} {number}"
+            took = time.monotonic() - started
+            assert took < 0.5, f"round {round_number}: the echoes took {took:.2f} s beside a hook blocked for 1 s"
+            assert set(json.loads(blocked.recv())) == {"started"}
+            assert set(json.loads(blocked.recv())) == {"started", "ended"}
+    finally:
+        for client in [blocked, *echoes]:
+            client.close()
+
+
 def test_many_concurrent_connections(server: Server) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = 4 * CONCURRENT

@@ -135,6 +135,19 @@ def _python_tracer(
     return trace
 
 
+def claim_here(claim: tuple[Any, Any]) -> None:
+    """Give the calling greenlet the loop of ``claim`` (``GreenletEventLoop.claimed_by``), as a switch into it would.
+
+    For a runner that goes on from one connection's loop to the next with no
+    switch in between, where the switch tracer does not run: the loop
+    becomes the running one, with its async generator hooks.
+    """
+    setattr(greenlet.getcurrent(), LOOP_ATTRIBUTE, claim)
+    loop, hooks = claim
+    events._set_running_loop(loop)
+    sys.set_asyncgen_hooks(*hooks)
+
+
 # What ``InlineReader.read_inline`` answers.
 NOTHING_READ = 0
 READ_SOME = 1  # the socket may have more at once

@@ -9,18 +9,28 @@ runner from here. A runner that is done goes back to the thread's pool,
 which keeps a few (last in, first out: the one whose stack is warm goes
 first); there are as many runners as connections with work at once (a hook
 blocked in gevent-cooperative code keeps its own), not one per connection.
+
+Connections that have work again are queued (``resume``), and one runner
+runs them one after another (``_run_ready``): under load the hub finds
+many sockets readable at once, and they cost two greenlet switches (into
+the runner and back to the hub) for all of them rather than for each.
+Should a hook block in gevent-cooperative code, the hub starts another
+runner for the rest of the queue (``_drain``, scheduled before each job
+that leaves others waiting), so one view's blocking never holds up the
+connections queued behind it.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import greenlet
 
-from .loop import LOOP_ATTRIBUTE
+from .loop import LOOP_ATTRIBUTE, claim_here
 
 __all__ = ["Runners", "runners"]
 
@@ -29,6 +39,9 @@ logger = logging.getLogger("duck_ws_sync")
 _ATTRIBUTE = "_duck_ws_sync_runners"
 # Idle runners kept per thread; more are made when more connections have work at once.
 SPARE = 16
+
+# A job and how to run it: the loop's claim (``GreenletEventLoop.claimed_by``) and the context.
+Job = tuple[Callable[[], None], tuple[Any, Any], contextvars.Context]
 
 
 class Runners:
@@ -41,6 +54,8 @@ class Runners:
     def __init__(self, hub: Any) -> None:
         self._hub = hub
         self._idle: list[greenlet.greenlet] = []
+        self._ready: deque[Job] = deque()  # connections with work, for the next runner free
+        self._drain_called = False  # ``_drain`` is scheduled on the hub
 
     def run(self, job: Callable[[], None], claim: tuple[Any, Any], context: contextvars.Context) -> None:
         """Run ``job`` in a runner, in ``context``, now; return when it first waits or is done.
@@ -51,33 +66,77 @@ class Runners:
         the hub, or from a greenlet that the hub resumes afterwards
         (``start``): the runner goes back to the hub when it waits.
         """
+        self._switch_to_runner(job, claim, context)
+
+    def resume(self, job: Callable[[], None], claim: tuple[Any, Any], context: contextvars.Context) -> None:
+        """Queue ``job`` (as for ``run``) for a runner, which runs it soon; from the hub."""
+        self._ready.append((job, claim, context))
+        self._call_drain()
+
+    def _call_drain(self) -> None:
+        if not self._drain_called:
+            self._drain_called = True
+            self._hub.loop.run_callback(self._drain)
+
+    def _drain(self) -> None:
+        """In the hub: a runner for the queue, if it is not empty.
+
+        Every runner is switched out while the hub runs: any that is in the
+        middle of a job is blocked in it, so a free one takes the queue.
+        """
+        self._drain_called = False
+        if self._ready:
+            _, claim, context = self._ready[0]
+            self._switch_to_runner(None, claim, context)
+
+    def _switch_to_runner(
+        self, job: Callable[[], None] | None, claim: tuple[Any, Any], context: contextvars.Context
+    ) -> None:
         idle = self._idle
         runner = idle.pop() if idle else greenlet.greenlet(self._serve, parent=self._hub)
         runner.gr_context = context
         setattr(runner, LOOP_ATTRIBUTE, claim)
         runner.switch(job)
 
-    def _serve(self, job: Callable[[], None]) -> None:
+    def _serve(self, job: Callable[[], None] | None) -> None:
         idle = self._idle
         hub = self._hub
+        current = greenlet.getcurrent()
         while True:
-            try:
-                job()
-            except greenlet.GreenletExit:
-                pass  # killed at exit: the session has run on_close
-            except Exception:
-                logger.exception("a WebSocket session failed")
-            # SystemExit and KeyboardInterrupt (a signal handler that exits may run
-            # in any greenlet) go on to the hub, which hands them to the main greenlet.
+            if job is not None:
+                _run(job)
+            self._run_ready(current)
             if len(idle) >= SPARE:
                 return
-            current = greenlet.getcurrent()
             idle.append(current)
             try:
                 job = hub.switch()
             except BaseException:
                 idle.remove(current)
                 raise
+
+    def _run_ready(self, current: greenlet.greenlet) -> None:
+        """Run the queued jobs, one after another, in the calling runner."""
+        ready = self._ready
+        while ready:
+            job, claim, context = ready.popleft()
+            if ready:
+                self._call_drain()  # should this job block, the hub gives the rest to another runner
+            current.gr_context = context
+            if getattr(current, LOOP_ATTRIBUTE, None) is not claim:
+                claim_here(claim)  # else the switch into this runner made it the running loop
+            _run(job)
+
+
+def _run(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except greenlet.GreenletExit:
+        pass  # killed at exit: the session has run on_close
+    except Exception:
+        logger.exception("a WebSocket session failed")
+    # SystemExit and KeyboardInterrupt (a signal handler that exits may run
+    # in any greenlet) go on to the hub, which hands them to the main greenlet.
 
 
 def runners(hub: Any) -> Runners:

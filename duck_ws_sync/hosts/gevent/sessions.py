@@ -142,8 +142,8 @@ class Connection:
         self._runner: greenlet.greenlet | None = None  # the greenlet that runs the loop now, if any
         self._killed = False
         self.context = contextvars.copy_context()  # the request's, for the session and its hooks
-        # Runs the parked loop again, from the hub.
-        self._resume = functools.partial(runners(self.hub).run, self.run, self.loop.claimed_by(), self.context)
+        # Queues the parked loop for a runner, from the hub.
+        self._resume = functools.partial(runners(self.hub).resume, self.run, self.loop.claimed_by(), self.context)
 
     def begin(self) -> None:
         """The first run, in a runner: start the session, then run its loop."""
