@@ -66,14 +66,12 @@ class Runners:
         the hub, or from a greenlet that the hub resumes afterwards
         (``start``): the runner goes back to the hub when it waits.
         """
-        self._switch_to_runner(job, claim, context)
+        self._ready.appendleft((job, claim, context))
+        self._switch_to_runner()
 
     def resume(self, job: Callable[[], None], claim: tuple[Any, Any], context: contextvars.Context) -> None:
         """Queue ``job`` (as for ``run``) for a runner, which runs it soon; from the hub."""
         self._ready.append((job, claim, context))
-        self._call_drain()
-
-    def _call_drain(self) -> None:
         if not self._drain_called:
             self._drain_called = True
             self._hub.loop.run_callback(self._drain)
@@ -86,31 +84,28 @@ class Runners:
         """
         self._drain_called = False
         if self._ready:
-            _, claim, context = self._ready[0]
-            self._switch_to_runner(None, claim, context)
+            self._switch_to_runner()
 
-    def _switch_to_runner(
-        self, job: Callable[[], None] | None, claim: tuple[Any, Any], context: contextvars.Context
-    ) -> None:
+    def _switch_to_runner(self) -> None:
+        """Switch to a free runner, which runs the queue from its first job on."""
         idle = self._idle
         runner = idle.pop() if idle else greenlet.greenlet(self._serve, parent=self._hub)
+        _, claim, context = self._ready[0]
         runner.gr_context = context
         setattr(runner, LOOP_ATTRIBUTE, claim)
-        runner.switch(job)
+        runner.switch()
 
-    def _serve(self, job: Callable[[], None] | None) -> None:
+    def _serve(self) -> None:
         idle = self._idle
         hub = self._hub
         current = greenlet.getcurrent()
         while True:
-            if job is not None:
-                _run(job)
             self._run_ready(current)
             if len(idle) >= SPARE:
                 return
             idle.append(current)
             try:
-                job = hub.switch()
+                hub.switch()
             except BaseException:
                 idle.remove(current)
                 raise
@@ -120,23 +115,21 @@ class Runners:
         ready = self._ready
         while ready:
             job, claim, context = ready.popleft()
-            if ready:
-                self._call_drain()  # should this job block, the hub gives the rest to another runner
+            if ready and not self._drain_called:
+                # Should this job block, the hub gives the rest to another runner.
+                self._drain_called = True
+                self._hub.loop.run_callback(self._drain)
             current.gr_context = context
             if getattr(current, LOOP_ATTRIBUTE, None) is not claim:
                 claim_here(claim)  # else the switch into this runner made it the running loop
-            _run(job)
-
-
-def _run(job: Callable[[], None]) -> None:
-    try:
-        job()
-    except greenlet.GreenletExit:
-        pass  # killed at exit: the session has run on_close
-    except Exception:
-        logger.exception("a WebSocket session failed")
-    # SystemExit and KeyboardInterrupt (a signal handler that exits may run
-    # in any greenlet) go on to the hub, which hands them to the main greenlet.
+            try:
+                job()
+            except greenlet.GreenletExit:
+                pass  # killed at exit: the session has run on_close
+            except Exception:
+                logger.exception("a WebSocket session failed")
+            # SystemExit and KeyboardInterrupt (a signal handler that exits may run
+            # in any greenlet) go on to the hub, which hands them to the main greenlet.
 
 
 def runners(hub: Any) -> Runners:
