@@ -107,7 +107,10 @@ class WebSocketView:
     The class attributes tune each connection; override them in a subclass.
 
     Attributes:
-        PING_INTERVAL: Seconds between heartbeat pings (None: no pings).
+        PING_INTERVAL: Seconds between heartbeat pings (None: no pings). A
+            ping is put off to the next point of a grid of a sixteenth of
+            this (0.1 s at most), so that those of many connections go out,
+            and their Pongs come back, together.
         PONG_TIMEOUT: Seconds to wait for the Pong that answers a ping. A
             miss doubles the interval up to ``MAX_BACKOFF``; three misses in
             a row close the connection with 1001.

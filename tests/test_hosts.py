@@ -30,7 +30,7 @@ import gevent.socket
 import greenlet
 import pytest
 
-from duck_ws_sync.engine import groups, registry
+from duck_ws_sync.engine import clock, groups, registry
 from duck_ws_sync.engine.inbox import END
 from duck_ws_sync.engine.session import Session
 from duck_ws_sync.hosts.gevent import sessions as gevent_sessions
@@ -234,6 +234,25 @@ def test_the_heartbeat_pings_from_the_deadline_and_a_pong_keeps_the_connection(s
     assert second[2] == PING and second[3] != first[3]
     served.send(frame(TEXT, b"still here"))
     assert served.frames(1) == [(True, False, TEXT, b"still here")]
+
+
+def test_heartbeat_pings_go_out_on_a_grid_so_those_of_many_connections_go_together(serve):
+    class Beating(Settings):
+        PING_INTERVAL = 1.6  # a grid of 0.1 s (HEARTBEAT_GRID)
+        PONG_TIMEOUT = 5
+
+    grid = clock.HEARTBEAT_GRID
+    connections = []
+    for delay in (0.0, 0.013, 0.029, 0.047, 0.071):  # opened off the grid, apart
+        time.sleep(delay)
+        connections.append(serve(Beating))
+    # Each first Ping goes out just after a point of the grid of time.monotonic():
+    # its deadline is on the grid, and a deadline fires at most a few ms late.
+    phases = []
+    for served in connections:
+        assert served.frames(1)[0][2] == PING
+        phases.append(time.monotonic() % grid)
+    assert all(phase < 0.04 for phase in phases), phases
 
 
 def test_unanswered_pings_close_with_1001(serve):
