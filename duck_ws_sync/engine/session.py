@@ -118,6 +118,7 @@ class Session(Clock):
         "_core_lock",
         "_direct",
         "_rate",
+        "_shared_core",
         "_transport",
         "_write_lock",
         "connection",
@@ -164,6 +165,7 @@ class Session(Clock):
         self._write_lock = transport.write_lock
         self._core_lock = transport.core_lock
         self._direct = transport.direct
+        self._shared_core = transport.shared_core
         self._start_clock(endpoint, now)
         rate = endpoint.MAX_MESSAGE_RATE
         self._rate = MessageRate(rate, self.where, now) if rate else None
@@ -230,7 +232,11 @@ class Session(Clock):
                 logger.debug("not sending on a closed connection")
                 return False
             try:
-                frame = self.connection.send_text_now(data, fragment_size)
+                if self._shared_core:
+                    with self._core_lock:
+                        frame = self.connection.send_text_now(data, fragment_size)
+                else:  # the commonest send: no lock to take
+                    frame = self.connection.send_text_now(data, fragment_size)
             except LocalProtocolError as exc:
                 logger.debug("not sending: %s", exc)
                 return False

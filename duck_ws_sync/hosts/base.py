@@ -133,8 +133,10 @@ class Transport(Protocol):
             whole and in the core's order.
         core_lock: Guards the protocol core against other threads; a no-op
             context where one thread uses the core.
-        direct: Frames may be written from the sending greenlet at once
-            (the short text path of ``Session.send_text``).
+        shared_core: Other threads call into the core too (``core_lock`` is
+            a real lock): the session's short paths take it as well.
+        direct: Frames may be written from the sending greenlet or thread
+            at once (the short text path of ``Session.send_text``).
     """
 
     @property
@@ -145,6 +147,9 @@ class Transport(Protocol):
 
     @property
     def core_lock(self) -> Any: ...
+
+    @property
+    def shared_core(self) -> bool: ...
 
     @property
     def direct(self) -> bool: ...

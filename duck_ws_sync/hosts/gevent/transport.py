@@ -102,6 +102,7 @@ class GeventTransport:
     )
 
     core_lock = _NO_LOCK
+    shared_core = False
 
     def __init__(self, sock: socket.socket, initial_data: bytes = b"") -> None:
         self.socket = sock

@@ -29,11 +29,12 @@ descriptor but the socket and one eventfd.
   be sent again as it was, so TLS is never written without waiting
   (``can_write_now``).
 
-The core is used by several threads, so a read is parsed under the core
-lock and its messages delivered with the lock released (``Session.receive``),
-and frames are asked of the core under it (``Session.send``): the shorter
-paths of the gevent host (``receive_message``, ``send_text_now``, ``direct``)
-are for a core that one thread uses.
+The core is used by several threads (``shared_core``), so a read is parsed
+under the core lock and its messages delivered with the lock released
+(``Session.receive``), and frames are asked of the core under it
+(``Session.send``; a short text message's frame too, which the sending
+thread then writes at once: ``direct``). The gevent host's shortest read
+(``Session.receive_message``) is for a core that one thread uses.
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ class ThreadTransport:
         "write_lock",
     )
 
-    # A frame is never written from the sending thread without the core lock: no short text path.
-    direct = False
+    # Other threads send too: the short text path frames under the core lock, then writes at once.
+    shared_core = True
+    direct = True
 
     def __init__(self, sock: socket.socket, initial_data: bytes = b"") -> None:
         self.socket = sock
