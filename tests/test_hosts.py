@@ -36,7 +36,7 @@ from duck_ws_sync.engine.session import Session
 from duck_ws_sync.hosts.gevent import sessions as gevent_sessions
 from duck_ws_sync.hosts.gevent.sessions import serve_here
 from duck_ws_sync.hosts.threads import sessions as thread_sessions
-from duck_ws_sync.protocol import Message, OpCode
+from duck_ws_sync.protocol import Message, OpCode, writer
 from tests.helpers import PING, PONG, TEXT, close_frame, frame, parse_server_frames
 
 # The class a server's request thread is made of, whatever a test patches in ``threading``.
@@ -295,6 +295,56 @@ def test_a_send_from_another_thread_or_greenlet_is_written_whole(serve, host):
         sender.start()
         sender.join(5)
     assert served.frames(1) == [(True, False, TEXT, b"from elsewhere")]
+
+
+@pytest.mark.parametrize("framing", ["native", "python"])
+def test_short_messages_sent_from_many_threads_or_greenlets_at_once_arrive_whole_and_counted(
+    serve, host, framing, monkeypatch
+):
+    if framing == "python":
+        monkeypatch.setattr(writer, "_native_text_frame", None)
+    # Threads switch as often as they can: the senders interleave as much as they may.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        _send_from_many(serve)
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+def _send_from_many(serve: Callable[..., Served]) -> None:
+    served = serve()
+    served.send(frame(TEXT, b"open"))
+    served.frames(1)
+    session = served.session
+    senders, count = 8, 200
+
+    def send_all(sender: int) -> None:
+        for number in range(count):
+            assert session.send_text(f"{sender}:{number}", None)
+
+    workers: list[Any]
+    if served.gevent:
+        workers = [gevent.spawn(send_all, sender) for sender in range(senders)]
+    else:
+        workers = [threading.Thread(target=send_all, args=(sender,)) for sender in range(senders)]
+        for worker in workers:
+            worker.start()
+    frames = served.frames(senders * count)  # read while they send: the socket's buffer is small
+    if served.gevent:
+        gevent.joinall(workers, timeout=10, raise_error=True)
+    else:
+        for worker in workers:
+            worker.join(10)
+    seen: dict[int, list[int]] = {sender: [] for sender in range(senders)}
+    for fin, rsv1, opcode, data in frames:
+        assert (fin, rsv1, opcode) == (True, False, TEXT)
+        sender, number = data.decode().split(":")
+        seen[int(sender)].append(int(number))
+    assert all(numbers == list(range(count)) for numbers in seen.values())
+    connection = session.connection
+    assert connection.messages_sent == senders * count + 1
+    assert connection.frames_sent == senders * count + 1
 
 
 def test_a_broadcast_to_a_slow_reader_is_handed_over_and_arrives_in_order(serve):
