@@ -135,19 +135,6 @@ def _python_tracer(
     return trace
 
 
-def claim_here(claim: tuple[Any, Any]) -> None:
-    """Give the calling greenlet the loop of ``claim`` (``GreenletEventLoop.claimed_by``), as a switch into it would.
-
-    For a runner that goes on from one connection's loop to the next with no
-    switch in between, where the switch tracer does not run: the loop
-    becomes the running one, with its async generator hooks.
-    """
-    setattr(greenlet.getcurrent(), LOOP_ATTRIBUTE, claim)
-    loop, hooks = claim
-    events._set_running_loop(loop)
-    sys.set_asyncgen_hooks(*hooks)
-
-
 # What ``InlineReader.read_inline`` answers.
 NOTHING_READ = 0
 READ_SOME = 1  # the socket may have more at once
@@ -176,7 +163,7 @@ class _Wakeup:
     def __init__(self) -> None:
         self._hub = gevent.get_hub()
         self._waiter: Waiter | None = None
-        self._busy_iterations = 0
+        self.busy_iterations = 0
         # The reader's last read took all there was: the next would find nothing, the watcher tells.
         self.read_all = False
         self.reader: InlineReader | None = None
@@ -184,24 +171,14 @@ class _Wakeup:
         self._greenlet: greenlet.greenlet | None = None  # the loop's, once a reader is attached
         # While the loop is parked (``park``): what runs it again.
         self._resume: Callable[[], None] | None = None
+        # The watcher's callback while parked, made once (a bound method per park: an allocation per message).
+        self._wake_parked = self._unpark
 
     def attach(self, reader: InlineReader) -> None:
         self.reader = reader
         self.blocked = reader.loop_blocked
         self._greenlet = greenlet.getcurrent()
         setattr(self._greenlet, _BLOCKED_ATTRIBUTE, self.blocked)
-
-    def read_now(self) -> bool:
-        """Read the socket without waiting, when a read may find something; whether it did."""
-        if self.read_all or self._busy_iterations >= _FAIRNESS_INTERVAL:
-            return False
-        reader = self.reader
-        read = reader.read_inline() if reader is not None else 0
-        if not read:
-            return False
-        self.read_all = read == READ_ALL
-        self._busy_iterations += 1
-        return True
 
     def park(self, resume: Callable[[], None]) -> None:
         """The loop has nothing to do but wait for its socket: no greenlet waits; ``resume()`` when there is work.
@@ -213,11 +190,11 @@ class _Wakeup:
         if runner is not None:
             setattr(runner, _BLOCKED_ATTRIBUTE, None)
             self._greenlet = None
-        self._busy_iterations = 0
+        self.busy_iterations = 0
         self.read_all = False
         self._resume = resume
         if self.reader is not None:
-            self.reader.loop_idle(self._unpark)
+            self.reader.loop_idle(self._wake_parked)
 
     def _unpark(self, ready: bool = True) -> None:
         """Work for the parked loop (in the hub): resume it."""
@@ -234,23 +211,23 @@ class _Wakeup:
 
     def select(self, timeout: float | None) -> list[Any]:
         if timeout == 0:
-            self._busy_iterations += 1
-            if self._busy_iterations >= _FAIRNESS_INTERVAL:
-                self._busy_iterations = 0
+            self.busy_iterations += 1
+            if self.busy_iterations >= _FAIRNESS_INTERVAL:
+                self.busy_iterations = 0
                 gevent.sleep(0)
             return []
         reader = self.reader
         # After a read that took all the socket had, another would cost a
         # system call and an exception for nothing: the wait reports more.
-        if reader is not None and not self.read_all and self._busy_iterations < _FAIRNESS_INTERVAL:
+        if reader is not None and not self.read_all and self.busy_iterations < _FAIRNESS_INTERVAL:
             read = reader.read_inline()
             if read:
                 # The next frame is often there already: read it without a
                 # trip through the hub (an epoll_wait and two switches).
                 self.read_all = read == READ_ALL
-                self._busy_iterations += 1
+                self.busy_iterations += 1
                 return []
-        self._busy_iterations = 0
+        self.busy_iterations = 0
         self.read_all = False
         waiter = self._waiter = Waiter(self._hub)
         if reader is not None:
@@ -385,9 +362,16 @@ class GreenletEventLoop(TaskCounting):
             while not task.done():
                 if ready or self._scheduled:  # type: ignore[attr-defined]
                     super()._run_once()  # type: ignore[misc]
-                elif selector.read_all or not selector.read_now():
-                    selector.park(resume)  # the running loop stays set: the next greenlet's switch replaces it
-                    return False
+                    continue
+                # Read the socket without waiting, when a read may find something: every message's path.
+                if not selector.read_all and selector.busy_iterations < _FAIRNESS_INTERVAL and reader is not None:
+                    read = reader.read_inline()
+                    if read:
+                        selector.read_all = read == READ_ALL
+                        selector.busy_iterations += 1
+                        continue
+                selector.park(resume)  # the running loop stays set: the next greenlet's switch replaces it
+                return False
         except BaseException:
             self.release()
             raise

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
+from asyncio import events
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import greenlet
 
-from .loop import LOOP_ATTRIBUTE, claim_here
+from .loop import LOOP_ATTRIBUTE
 
-__all__ = ["Runners", "runners"]
+__all__ = ["Job", "Runners", "runners"]
 
 logger = logging.getLogger("duck_ws_sync")
 
@@ -40,8 +41,22 @@ _ATTRIBUTE = "_duck_ws_sync_runners"
 # Idle runners kept per thread; more are made when more connections have work at once.
 SPARE = 16
 
-# A job and how to run it: the loop's claim (``GreenletEventLoop.claimed_by``) and the context.
-Job = tuple[Callable[[], None], tuple[Any, Any], contextvars.Context]
+
+class Job(Protocol):
+    """A connection's loop with work, for a runner (``sessions.Connection``).
+
+    Attributes:
+        claim: What the runner holds in ``LOOP_ATTRIBUTE`` while it runs the
+            loop (``GreenletEventLoop.claimed_by``): the switch tracer makes
+            that loop the running one.
+        context: The contextvars the loop runs in.
+    """
+
+    claim: tuple[Any, Any]
+    context: contextvars.Context
+
+    def run(self) -> None:
+        """Run the loop until it waits (parked) or is done."""
 
 
 class Runners:
@@ -57,21 +72,18 @@ class Runners:
         self._ready: deque[Job] = deque()  # connections with work, for the next runner free
         self._drain_called = False  # ``_drain`` is scheduled on the hub
 
-    def run(self, job: Callable[[], None], claim: tuple[Any, Any], context: contextvars.Context) -> None:
-        """Run ``job`` in a runner, in ``context``, now; return when it first waits or is done.
+    def run(self, job: Job) -> None:
+        """Run ``job`` in a runner now; return when it first waits or is done.
 
-        ``job`` runs a loop: ``claim`` is what the loop's greenlet keeps in
-        ``LOOP_ATTRIBUTE`` (``GreenletEventLoop.claimed_by``), set before the
-        switch so that the switch tracer makes it the running loop. From
-        the hub, or from a greenlet that the hub resumes afterwards
+        From the hub, or from a greenlet that the hub resumes afterwards
         (``start``): the runner goes back to the hub when it waits.
         """
-        self._ready.appendleft((job, claim, context))
+        self._ready.appendleft(job)
         self._switch_to_runner()
 
-    def resume(self, job: Callable[[], None], claim: tuple[Any, Any], context: contextvars.Context) -> None:
-        """Queue ``job`` (as for ``run``) for a runner, which runs it soon; from the hub."""
-        self._ready.append((job, claim, context))
+    def resume(self, job: Job) -> None:
+        """Queue ``job`` for a runner, which runs it soon; from the hub."""
+        self._ready.append(job)
         if not self._drain_called:
             self._drain_called = True
             self._hub.loop.run_callback(self._drain)
@@ -87,12 +99,16 @@ class Runners:
             self._switch_to_runner()
 
     def _switch_to_runner(self) -> None:
-        """Switch to a free runner, which runs the queue from its first job on."""
+        """Switch to a free runner, which runs the queue from its first job on.
+
+        The first job's claim is set before the switch, so that the switch
+        tracer makes its loop the running one (``_run_ready`` counts on it).
+        """
         idle = self._idle
         runner = idle.pop() if idle else greenlet.greenlet(self._serve, parent=self._hub)
-        _, claim, context = self._ready[0]
-        runner.gr_context = context
-        setattr(runner, LOOP_ATTRIBUTE, claim)
+        job = self._ready[0]
+        runner.gr_context = job.context
+        setattr(runner, LOOP_ATTRIBUTE, job.claim)
         runner.switch()
 
     def _serve(self) -> None:
@@ -111,19 +127,26 @@ class Runners:
                 raise
 
     def _run_ready(self, current: greenlet.greenlet) -> None:
-        """Run the queued jobs, one after another, in the calling runner."""
+        """Run the queued jobs, one after another, in the calling runner (just switched into: ``_switch_to_runner``)."""
         ready = self._ready
+        claimed = True  # the switch into this runner made the first job's loop the running one
         while ready:
-            job, claim, context = ready.popleft()
+            job = ready.popleft()
             if ready and not self._drain_called:
                 # Should this job block, the hub gives the rest to another runner.
                 self._drain_called = True
                 self._hub.loop.run_callback(self._drain)
-            current.gr_context = context
-            if getattr(current, LOOP_ATTRIBUTE, None) is not claim:
-                claim_here(claim)  # else the switch into this runner made it the running loop
+            if claimed:
+                claimed = False
+            else:
+                # What the switch tracer does on a switch into a greenlet (``loop.py``), where there is none.
+                current.gr_context = job.context
+                claim = job.claim
+                setattr(current, LOOP_ATTRIBUTE, claim)
+                events._set_running_loop(claim[0])
+                sys.set_asyncgen_hooks(*claim[1])
             try:
-                job()
+                job.run()
             except greenlet.GreenletExit:
                 pass  # killed at exit: the session has run on_close
             except Exception:

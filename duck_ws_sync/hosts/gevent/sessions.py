@@ -98,7 +98,7 @@ def start(
     connection = Connection(session, sock, initial_data, ended)
     session.runner = connection
     connection.hub.loop.run_callback(greenlet.getcurrent().switch)
-    runners(connection.hub).run(connection.begin, connection.loop.claimed_by(), connection.context)
+    runners(connection.hub).run(connection)
 
 
 def serve(
@@ -112,9 +112,10 @@ def serve(
 class Connection:
     """One connection served beyond the WSGI call: its loop runs in a greenlet of ``runners`` while it has work.
 
-    ``begin`` starts the session; each run of the loop ends with the
+    The first run starts the session; each run of the loop ends with the
     session's task done (then ``finish``) or with the loop parked
-    (``GreenletEventLoop.run_parked``), until ``resume`` runs it again.
+    (``GreenletEventLoop.run_parked``), until the hub queues it again for a
+    runner (``Runners.resume``). It is the runners' ``Job``.
     """
 
     __slots__ = (
@@ -123,6 +124,7 @@ class Connection:
         "_resume",
         "_runner",
         "_task",
+        "claim",
         "context",
         "hub",
         "loop",
@@ -142,20 +144,21 @@ class Connection:
         self._runner: greenlet.greenlet | None = None  # the greenlet that runs the loop now, if any
         self._killed = False
         self.context = contextvars.copy_context()  # the request's, for the session and its hooks
+        self.claim = self.loop.claimed_by()
         # Queues the parked loop for a runner, from the hub.
-        self._resume = functools.partial(runners(self.hub).resume, self.run, self.loop.claimed_by(), self.context)
-
-    def begin(self) -> None:
-        """The first run, in a runner: start the session, then run its loop."""
-        try:
-            self._task = lifecycle.begin(self.session, self.loop, self.transport)
-        except BaseException:
-            self._end()
-            raise
-        self.run()
+        self._resume = functools.partial(runners(self.hub).resume, self)
 
     def run(self) -> None:
-        """Run the loop in the calling runner until it parks, or until the session's task is done (then end it)."""
+        """Run the loop in the calling runner until it parks, or until the session's task is done (then end it).
+
+        The first run starts the session.
+        """
+        if self._task is None:
+            try:
+                self._task = lifecycle.begin(self.session, self.loop, self.transport)
+            except BaseException:
+                self._end()
+                raise
         self._runner = greenlet.getcurrent()
         try:
             if self._killed:
