@@ -134,7 +134,8 @@ class Transport(Protocol):
         core_lock: Guards the protocol core against other threads; a no-op
             context where one thread uses the core.
         shared_core: Other threads call into the core too (``core_lock`` is
-            a real lock): the session's short paths take it as well.
+            a real lock, with ``acquire`` and ``release``): the session's
+            short paths take it as well.
         direct: Frames may be written from the sending greenlet or thread
             at once (the short text path of ``Session.send_text``).
     """

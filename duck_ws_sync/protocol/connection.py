@@ -235,6 +235,17 @@ class ServerConnection(MessageAssembly):
             return events.pop()  # type: ignore[return-value]
         return None
 
+    def take_message(self, data: bytes | bytearray | memoryview) -> Message | None:
+        """Take a read that is one whole simple message alone, in one call into C; None, having consumed nothing, else.
+
+        ``receive_message``'s shortest way, for a caller that must hold a
+        lock around the call: a read it does not take (or any read, without
+        the native extension) is still to be fed the general way.
+        """
+        if _native_receive_message is None:
+            return None
+        return _native_receive_message(self, data)
+
     def receive_pong(self, data: bytes | bytearray | memoryview) -> bytes | None:
         """Feed one read that holds one whole Pong frame and nothing else (the heartbeat's answer); return its payload.
 

@@ -100,6 +100,24 @@ def test_any_other_read_is_left_to_python_and_ends_as_python_ends_it(name, monke
     assert state(fast) == state(slow)
 
 
+@pytest.mark.parametrize("name", READS)
+def test_take_message_takes_only_what_the_shortcut_takes_and_consumes_nothing_else(name):
+    data = READS[name]
+    conn = ServerConnection(max_frame_size=10)
+    assert conn.take_message(data) is None
+    assert state(conn) == state(ServerConnection(max_frame_size=10))
+    message = conn.take_message(frame(TEXT, b"chat"))
+    assert message == Message(OpCode.TEXT, b"chat")
+    assert (conn.frames_received, conn.messages_received, conn.events_received()) == (1, 1, [])
+
+
+def test_take_message_takes_nothing_without_the_native_extension(monkeypatch):
+    monkeypatch.setattr(connection, "_native_receive_message", None)
+    conn = ServerConnection()
+    assert conn.take_message(frame(TEXT, b"chat")) is None
+    assert state(conn) == state(ServerConnection())
+
+
 def between_messages_but(name: str) -> ServerConnection:
     """A connection that is not between messages, in one way."""
     conn = ServerConnection()

@@ -31,10 +31,10 @@ descriptor but the socket and one eventfd.
 
 The core is used by several threads (``shared_core``), so a read is parsed
 under the core lock and its messages delivered with the lock released
-(``Session.receive``), and frames are asked of the core under it
+(``Session.receive_message``: a read that is one whole message takes one
+call into C under the lock), and frames are asked of the core under it
 (``Session.send``; a short text message's frame too, which the sending
-thread then writes at once: ``direct``). The gevent host's shortest read
-(``Session.receive_message``) is for a core that one thread uses.
+thread then writes at once: ``direct``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,14 @@ class ThreadTransport:
     # Writing, from any thread.
 
     def write_one(self, chunk: bytes | memoryview) -> bool:
-        return self.write([chunk])
+        """Write one chunk: one send() when the socket takes it at once; the caller holds the write lock."""
+        try:
+            sent = self.socket.send(chunk)
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            return self._lost(exc)
+        return sent == len(chunk) or self._write_rest([memoryview(chunk)[sent:]])
 
     def write_what_fits(self, chunks: list[Any]) -> list[Any]:
         """Write without waiting, in one system call; return what did not fit."""
@@ -161,29 +168,30 @@ class ThreadTransport:
 
     def write(self, chunks: list[Any]) -> bool:
         """Write ``chunks`` whole, waiting at most SEND_TIMEOUT in all; the caller holds the write lock."""
+        if len(chunks) == 1:
+            return self.write_one(chunks[0])
         try:
-            if len(chunks) == 1:  # the common write: one frame, which the socket takes at once
-                chunk = chunks[0]
-                try:
-                    sent = self.socket.send(chunk)
-                except _WOULD_BLOCK:
-                    sent = 0
-                if sent == len(chunk):
-                    return True
-                chunks = [memoryview(chunk)[sent:]]
-            else:
-                chunks = self.write_what_fits(chunks)
-            if chunks:
-                self._write_waiting(chunks)
+            chunks = self.write_what_fits(chunks)
+        except OSError as exc:
+            return self._lost(exc)
+        return not chunks or self._write_rest(chunks)
+
+    def _write_rest(self, chunks: list[Any]) -> bool:
+        """Write what the socket did not take at once, as the client reads it."""
+        try:
+            self._write_waiting(chunks)
         except TimeoutError:
             logger.info("send timed out after %s s: dropping the connection", self.session.limits.send_timeout)
             self.session.abort()
             return False
         except OSError as exc:
-            logger.debug("connection lost while sending: %s", exc)
-            self.session.abort()
-            return False
+            return self._lost(exc)
         return True
+
+    def _lost(self, exc: OSError) -> bool:
+        logger.debug("connection lost while sending: %s", exc)
+        self.session.abort()
+        return False
 
     def _write_waiting(self, chunks: list[Any]) -> None:
         """Write the rest as the client takes it; TimeoutError after SEND_TIMEOUT."""
@@ -217,17 +225,23 @@ class ThreadTransport:
         threads read at once.
         """
         session = self.session
-        with self.core_lock:
+        core_lock = self.core_lock
+        core_lock.acquire()  # not ``with``: half the cost, on every read
+        try:
             # The rest of a large frame is read straight into its payload.
             target = session.connection.receive_buffer()
+        finally:
+            core_lock.release()
         if target is not None:
             self._read_in_place(target)
         else:
             buffer = _take_buffer()
             try:
                 size = self._receive_into(buffer)
-                if size is not None:
-                    session.receive(buffer[:size] if size else None, direct=True)
+                if size:
+                    session.receive_message(buffer[:size])
+                elif size is not None:
+                    session.receive(None, direct=True)
                 self.more = size == RECEIVE_SIZE
             finally:
                 _give_back(buffer)
