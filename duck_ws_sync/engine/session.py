@@ -417,11 +417,11 @@ class Session(Clock):
                 core_lock.release()
             if message is None:
                 self.act_on(*self.parse(data), direct=True)
-            elif self._rate is None:
-                self.last_frame_at = time.monotonic()
+                return
+            self.last_frame_at = time.monotonic()
+            if self._rate is None:
                 self.inbox.deliver([message])
-            else:
-                self.last_frame_at = time.monotonic()
+            else:  # one frame, and nothing to write: the C path takes no read that leaves output
                 self.act_on([message], 1, False, direct=True)
             return
         frames = connection.frames_received
