@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
+import math
 import os
 import random
 import socket
@@ -325,6 +326,80 @@ def test_a_late_waker_writes_nothing_once_the_wake_up_is_closed():
     loop._write_to_self()  # after close: nothing, no error
     with pytest.raises(RuntimeError):
         loop.call_soon_threadsafe(print)
+
+
+# The session's deadline, served from the loop's wait.
+
+
+class Reader:
+    """An ``InlineReader`` on one end of a socketpair: it counts its reads and deadlines, and takes no bytes."""
+
+    def __init__(self, wake_in: float, readable: bool, read_moves_deadline: bool = False) -> None:
+        self._ends = socket.socketpair()
+        if readable:
+            self._ends[1].send(b"!")  # never read: the socket stays readable
+        self.fd = self._ends[0].fileno()
+        self.wake_at = time.monotonic() + wake_in
+        self.more = False
+        self.reads = 0
+        self.deadlines: list[float] = []
+        self._read_moves_deadline = read_moves_deadline
+
+    def read_inline(self) -> None:
+        self.reads += 1
+        if self._read_moves_deadline:
+            self.wake_at = time.monotonic() + 60
+
+    def on_deadline(self) -> None:
+        self.deadlines.append(time.monotonic())
+        self.wake_at = math.inf
+
+    def close(self) -> None:
+        for end in self._ends:
+            end.close()
+
+
+def _serve_for(reader: Reader, seconds: float, timers: bool) -> None:
+    """Run a connection's loop serving ``reader`` for ``seconds``: with a timer of the loop's, or with none."""
+    loop = ThreadEventLoop()
+    loop.attach_reader(reader)  # type: ignore[arg-type]
+    loop.watch_reader(True)
+    if timers:
+        loop.call_later(seconds, loop.stop)
+    else:  # the loop waits with no timeout of its own: only the deadline ends the wait
+        threading.Timer(seconds, loop.call_soon_threadsafe, (loop.stop,)).start()
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+        reader.close()
+
+
+@pytest.mark.parametrize("timers", [True, False])
+def test_a_wait_that_runs_out_at_the_deadline_serves_it_then(timers):
+    reader = Reader(0.1, readable=False)
+    wake_at = reader.wake_at
+    _serve_for(reader, 0.4, timers)
+    assert reader.reads == 0
+    assert len(reader.deadlines) == 1
+    assert wake_at - 0.002 <= reader.deadlines[0] < wake_at + 0.05
+
+
+def test_a_socket_that_is_always_readable_does_not_hold_the_deadline_off():
+    # A client that never lets the socket run dry: every wait ends at once with a read.
+    reader = Reader(0.1, readable=True)
+    wake_at = reader.wake_at
+    _serve_for(reader, 0.4, timers=True)
+    assert reader.reads > 100
+    assert len(reader.deadlines) == 1
+    assert wake_at - 0.002 <= reader.deadlines[0] < wake_at + 0.05
+
+
+def test_a_deadline_that_a_read_moves_later_is_not_served():
+    reader = Reader(-1.0, readable=True, read_moves_deadline=True)  # come already, but a read comes first
+    _serve_for(reader, 0.2, timers=True)
+    assert reader.reads >= 1
+    assert reader.deadlines == []
 
 
 # What hooks may still do on the connection's loop.

@@ -398,7 +398,7 @@ class Session(Clock):
 
     # Receiving, from the transport's reader.
 
-    def receive_message(self, data: memoryview | bytes) -> None:
+    def receive_message(self, data: memoryview | bytes) -> bool:
         """Take one read, the shortest way when it holds one whole message alone (the common read).
 
         For a reader between two iterations of the session's loop, in its
@@ -406,6 +406,12 @@ class Session(Clock):
         Any other read goes the general way, as ``receive(data, direct=True)``.
         Where other threads use the core too (``shared_core``), only the one
         call into C is made under the core lock.
+
+        Returns:
+            True when the read is known to have ended with a frame (on a
+            shared core: it was one whole message, taken in C), so no frame
+            is partway and ``connection.receive_buffer()`` is None until the
+            next read; False when that is not known.
         """
         connection = self.connection
         if self._shared_core:
@@ -417,24 +423,25 @@ class Session(Clock):
                 core_lock.release()
             if message is None:
                 self.act_on(*self.parse(data), direct=True)
-                return
+                return False
             self.last_frame_at = time.monotonic()
             if self._rate is None:
                 self.inbox.deliver([message])
             else:  # one frame, and nothing to write: the C path takes no read that leaves output
                 self.act_on([message], 1, False, direct=True)
-            return
+            return True
         frames = connection.frames_received
         message = connection.receive_message(data)
         if message is not None and self._rate is None:
             self.last_frame_at = time.monotonic()
             self.inbox.deliver([message])
-            return
+            return False  # the message may have been followed by the start of a frame
         frames = connection.frames_received - frames
         if frames:
             self.last_frame_at = time.monotonic()
         events = connection.events_received() if message is None else [message]
         self.act_on(events, frames, connection.has_data_to_send, direct=True)
+        return False
 
     def receive(self, data: memoryview | bytes | int | None, direct: bool) -> None:
         """Feed one read to the core and act on it.

@@ -22,7 +22,7 @@ ends its sessions when the process stops.
   threads use it;
 - *reading*: from ``start`` to ``stop``, the transport reads the socket and
   gives each read to the session (``receive``; ``receive_message`` for
-  the common read where the core has one thread), and pauses while the
+  the common read, between two iterations of the loop), and pauses while the
   session's inbox is ``full`` until its ``on_space``;
 - *time*: ``arm`` keeps the session's one deadline and calls its
   ``on_timer`` when it comes; ``send_from_timer`` sends the heartbeat's Ping
@@ -87,8 +87,8 @@ class SessionSide(Protocol):
     def receive(self, data: memoryview | bytes | int | None, direct: bool) -> None:
         """Feed one read (None: the end; an int: bytes read into ``connection.receive_buffer()``)."""
 
-    def receive_message(self, data: memoryview | bytes) -> None:
-        """Feed the common read, where the core has one thread and the loop is between iterations."""
+    def receive_message(self, data: memoryview | bytes) -> bool:
+        """Feed the common read, the loop between iterations; True: it ended with a frame, so none is partway."""
 
     def parse(self, data: memoryview | bytes | int) -> tuple[list[Any], int, bool]:
         """Feed one read without acting on it: its events, frames, and whether frames wait to go out."""

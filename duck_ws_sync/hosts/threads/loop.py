@@ -48,6 +48,11 @@ _LONGEST_WAIT_MS = 24 * 3600 * 1000
 _DEADLINE_SLACK = 0.001
 
 
+def _milliseconds(seconds: float) -> int:
+    """A wait of ``seconds`` as ``poll`` takes it: milliseconds, rounded up, at most a day; 0 for none."""
+    return min(math.ceil(seconds * 1000), _LONGEST_WAIT_MS) if seconds > 0 else 0
+
+
 class InlineReader(Protocol):
     """The connection's socket as the loop's thread serves it while it waits (``ThreadTransport``).
 
@@ -120,11 +125,29 @@ class _ConnectionSelector(selectors.PollSelector):
             self._selector.unregister(reader.fd)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Wait for the socket, the wake-up, a hook's descriptor or the deadline; serve all but the hooks'."""
+        """Wait for the socket, the wake-up, a hook's descriptor or the deadline; serve all but the hooks'.
+
+        The clock is read once per wait, before it: the session's deadline
+        is served if it had come by then, or if it ended the wait (``poll``
+        rounds its timeout up, so a wait that runs out has reached it). A
+        socket that is always readable therefore never holds the deadline
+        off, and the common wait reads no clock after it.
+        """
         reader = self._reader
-        wait_ms = self._wait_ms(timeout, reader)
+        wait_ms = -1 if timeout is None else _milliseconds(timeout)
+        due = -math.inf  # the deadline is served if it is at or before this
+        deadline_ms = -2  # the wait that ends at the deadline (none)
+        if reader is not None:
+            wake_at = reader.wake_at
+            if wake_at != math.inf:
+                due = time.monotonic() + _DEADLINE_SLACK
+                deadline_ms = _milliseconds(wake_at - due)
+                if wait_ms < 0 or deadline_ms < wait_ms:
+                    wait_ms = deadline_ms
+            if reader.more and self._watching:
+                wait_ms = 0
+        wakeup = self.wakeup
         if wait_ms:
-            wakeup = self.wakeup
             lock = wakeup.lock
             lock.acquire()  # not ``with``: half the cost, on every wait
             try:
@@ -139,31 +162,33 @@ class _ConnectionSelector(selectors.PollSelector):
         try:
             polled = self._selector.poll(None if wait_ms < 0 else wait_ms)
         finally:
-            self.wakeup.waiting = False
+            wakeup.waiting = False
         events: list[tuple[selectors.SelectorKey, int]] = []
         readable = False
+        reader_fd = -1 if reader is None else reader.fd
         for fd, event in polled:
-            if reader is not None and fd == reader.fd:
+            if fd == reader_fd:
                 readable = True
-            elif fd == self.wakeup.fd:
-                self.wakeup.drain()
+            elif fd == wakeup.fd:
+                wakeup.drain()
             else:
                 self._add_event(events, fd, event)
-        if reader is not None:
-            self._serve(reader, readable)
+        if reader is None:
+            return events
+        if wait_ms == deadline_ms and not polled:  # the wait ran out at the deadline
+            due = math.inf
+        # As the loop runs a callback: an error goes to the loop's exception handler, and the loop goes on.
+        try:
+            if (readable or reader.more) and self._watching:
+                reader.read_inline()
+            if reader.wake_at <= due:  # a deadline the read moved later is not served
+                reader.on_deadline()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            assert self._loop is not None
+            self._loop.call_exception_handler({"message": f"Exception serving {reader!r}", "exception": exc})
         return events
-
-    def _wait_ms(self, timeout: float | None, reader: InlineReader | None) -> int:
-        """How long ``poll`` may wait, in milliseconds rounded up (-1: until something happens)."""
-        if reader is not None:
-            if reader.more and self._watching:
-                return 0
-            if reader.wake_at != math.inf:
-                left = max(reader.wake_at - time.monotonic(), 0.0)
-                timeout = left if timeout is None else min(timeout, left)
-        if timeout is None:
-            return -1
-        return min(math.ceil(timeout * 1000), _LONGEST_WAIT_MS) if timeout > 0 else 0
 
     def _add_event(self, events: list[tuple[selectors.SelectorKey, int]], fd: int, event: int) -> None:
         """A hook's descriptor is ready: its key and what it is ready for (as ``PollSelector.select`` does)."""
@@ -174,24 +199,6 @@ class _ConnectionSelector(selectors.PollSelector):
             selectors.EVENT_WRITE if event & ~select.POLLIN else 0
         )
         events.append((key, mask & key.events))
-
-    def _serve(self, reader: InlineReader, readable: bool) -> None:
-        """Read the socket if it has bytes, then call the deadline if it has come.
-
-        As the loop runs a callback: an error goes to the loop's exception
-        handler, and the loop goes on.
-        """
-        try:
-            if (readable or reader.more) and self._watching:
-                reader.read_inline()
-            wake_at = reader.wake_at
-            if wake_at != math.inf and wake_at <= time.monotonic() + _DEADLINE_SLACK:
-                reader.on_deadline()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            assert self._loop is not None
-            self._loop.call_exception_handler({"message": f"Exception serving {reader!r}", "exception": exc})
 
     def close(self) -> None:
         self.wakeup.close()

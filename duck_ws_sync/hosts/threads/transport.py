@@ -98,6 +98,7 @@ class ThreadTransport:
     """
 
     __slots__ = (
+        "_between_frames",
         "_gather",
         "_initial_data",
         "_loop",
@@ -128,6 +129,7 @@ class ThreadTransport:
         self._loop_thread = 0
         self.wake_at = math.inf
         self.more = False
+        self._between_frames = False  # the last read ended with a frame (``read_inline``)
         # TLS: decrypted bytes may wait in the socket object, unseen by
         # ``poll``, and records are written one send() at a time.
         self._tls = isinstance(sock, ssl.SSLSocket)
@@ -222,29 +224,38 @@ class ThreadTransport:
         The buffer is lent for the read alone: the session parses it before
         this returns and the core copies what it keeps, so an idle
         connection holds none, and the process keeps about as many as
-        threads read at once.
+        threads read at once. After a read that ended with a frame (the
+        common one: a whole message) no frame is partway, and the core need
+        not be asked where to read.
         """
         session = self.session
-        core_lock = self.core_lock
-        core_lock.acquire()  # not ``with``: half the cost, on every read
-        try:
-            # The rest of a large frame is read straight into its payload.
-            target = session.connection.receive_buffer()
-        finally:
-            core_lock.release()
+        target = None
+        if not self._between_frames:
+            core_lock = self.core_lock
+            core_lock.acquire()  # not ``with``: half the cost, on every read
+            try:
+                # The rest of a large frame is read straight into its payload.
+                target = session.connection.receive_buffer()
+            finally:
+                core_lock.release()
         if target is not None:
             self._read_in_place(target)
         else:
-            buffer = _take_buffer()
+            # ``_take_buffer`` and ``_give_back``, inline: on every read.
+            try:
+                buffer = _spare_buffers.pop()  # another thread may take the last one between a test and a pop
+            except IndexError:
+                buffer = memoryview(bytearray(RECEIVE_SIZE))
             try:
                 size = self._receive_into(buffer)
                 if size:
-                    session.receive_message(buffer[:size])
+                    self._between_frames = session.receive_message(buffer[:size])
                 elif size is not None:
                     session.receive(None, direct=True)
                 self.more = size == RECEIVE_SIZE
             finally:
-                _give_back(buffer)
+                if len(_spare_buffers) < SPARE_BUFFERS:
+                    _spare_buffers.append(buffer)
         if session.inbox.full:
             self._pause_reading()
         elif self._tls and self._reading and self.socket.pending():  # type: ignore[attr-defined]
