@@ -176,7 +176,7 @@ class _ConnectionSelector(selectors.PollSelector):
         if reader is None:
             return events
         if wait_ms == deadline_ms and not polled:  # the wait ran out at the deadline
-            due = math.inf
+            due = wake_at
         # As the loop runs a callback: an error goes to the loop's exception handler, and the loop goes on.
         try:
             if (readable or reader.more) and self._watching:
