@@ -382,7 +382,7 @@ def test_a_wait_that_runs_out_at_the_deadline_serves_it_then(timers):
     _serve_for(reader, 0.4, timers)
     assert reader.reads == 0
     assert len(reader.deadlines) == 1
-    assert wake_at - 0.002 <= reader.deadlines[0] < wake_at + 0.05
+    assert wake_at <= reader.deadlines[0] < wake_at + 0.05  # never early: heartbeats keep to their grid
 
 
 def test_a_socket_that_is_always_readable_does_not_hold_the_deadline_off():

@@ -140,8 +140,9 @@ class _ConnectionSelector(selectors.PollSelector):
         if reader is not None:
             wake_at = reader.wake_at
             if wake_at != math.inf:
-                due = time.monotonic() + _DEADLINE_SLACK
-                deadline_ms = _milliseconds(wake_at - due)
+                now = time.monotonic()
+                due = now + _DEADLINE_SLACK
+                deadline_ms = _milliseconds(wake_at - now)  # a wait that runs out has reached the deadline
                 if wait_ms < 0 or deadline_ms < wait_ms:
                     wait_ms = deadline_ms
             if reader.more and self._watching:
